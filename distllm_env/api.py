@@ -1,0 +1,161 @@
+"""``simulate()``: one scenario, one seed, one placement + routing policy → per-request table and summary.
+
+The environments, baselines, CLI and benchmarks all go through :class:`~distllm_env.simulator.Simulation`
+and this function; nothing else computes service times or reservations.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ._version import __version__
+from .errors import NoFeasibleChain
+from .instance import Instance, build_instance
+from .metrics import summarize
+from .outputs import record_row, write_requests
+from .placement import Placement, PlacementResult
+from .policies import default_placement, default_routing, family_of, make_placement, make_routing
+from .rng import check_seed, generators, seed_streams
+from .scenario import Scenario, load_scenario
+from .simulator import RequestRecord, Simulation
+from .workload import Request, generate_requests
+
+ALLOCATION_DELAY_NOTE = ("allocation delays are fitted constants of the published simulator, charged per "
+                         "request by policy family (CONTRACTS.md §4)")
+
+
+@dataclass(eq=False)
+class SimulationResult:
+    """Result of :func:`simulate`.  ``timings`` holds wall-clock algorithm times (never written to
+    the per-request files, which are deterministic)."""
+
+    scenario: Scenario
+    instance: Instance
+    seed: int
+    placement_result: PlacementResult
+    placement_name: str
+    routing_name: str
+    family: str
+    records: list[RequestRecord]
+    summary: dict
+    meta: dict
+    timings: dict = field(default_factory=dict)
+
+    def write(self, path: str | Path) -> Path:
+        """Write the per-request table (CSV or JSON by extension)."""
+        return write_requests(path, self.records, self.meta)
+
+    def rows(self, json_route: bool = False) -> list[dict]:
+        return [record_row(r, json_route) for r in self.records]
+
+
+def policy_name(policy: Any) -> str:
+    if isinstance(policy, str):
+        return policy
+    return str(getattr(policy, "name", type(policy).__name__))
+
+
+def allocation_delay_for(scenario: Scenario, family: str, delays: Mapping[str, float] | None = None) -> float:
+    delays = scenario.simulator.allocation_delay_s if delays is None else delays
+    return float(delays.get(family, delays.get("default", 0.0)))
+
+
+def run_routing(sim: Simulation, router: Any, rng: np.random.Generator, splitter: Any = None) -> list[float]:
+    """Route every request of ``sim`` with ``router``; returns per-decision wall times (s).
+
+    ``splitter`` (split inference) has ``plan(request, instance) -> ClientPart`` and is asked before
+    each routing decision how many leading blocks the client runs itself."""
+    times = []
+    view = sim.view
+    while (req := sim.next_request()) is not None:
+        if splitter is not None:
+            req = sim.apply_split(splitter.plan(req, sim.instance))
+        t0 = time.perf_counter()
+        try:
+            route = router.route(req, view, rng)
+        except NoFeasibleChain:
+            times.append(time.perf_counter() - t0)
+            sim.reject(req, "no_feasible_chain")
+            continue
+        times.append(time.perf_counter() - t0)
+        sim.commit(req, route)
+    return times
+
+
+def place(instance: Instance, placement: Any, rng: np.random.Generator, scenario: Scenario | None = None
+          ) -> tuple[PlacementResult, str, float]:
+    """Resolve and run a placement: returns (result, name, wall time in s)."""
+    if isinstance(placement, PlacementResult):
+        return placement, "given", 0.0
+    if isinstance(placement, Placement):
+        return PlacementResult(placement), "given", 0.0
+    policy = make_placement(placement, scenario)
+    t0 = time.perf_counter()
+    result = policy.place(instance, rng)
+    return result, policy_name(policy), time.perf_counter() - t0
+
+
+def simulate(
+    scenario: "str | Scenario | Mapping",
+    placement: Any = None,
+    routing: Any = None,
+    *,
+    seed: int = 0,
+    overrides: Sequence[str] = (),
+    allocation_delays: Mapping[str, float] | None = None,
+    requests: Sequence[Request] | None = None,
+    splitter: Any = None,
+) -> SimulationResult:
+    """Simulate ``scenario`` for one ``seed`` under a placement and a routing policy.
+
+    ``placement`` / ``routing`` are registered names (``even``, ``shortest``, …), ``module:Class``
+    import paths, policy objects, or (placement only) a :class:`Placement` / :class:`PlacementResult`;
+    ``None`` takes the scenario's ``policy_defaults`` (else ``cg-bp`` / ``ws-rr``).
+    ``allocation_delays`` replaces the scenario's per-family delays (e.g. ``{}`` for none).
+    ``splitter`` (split inference) decides per request how many leading blocks the client runs
+    (``plan(request, instance) -> ClientPart``).
+    """
+    seed = check_seed(seed)
+    sc = load_scenario(scenario, overrides)
+    inst = build_instance(sc, seed)
+    reqs = list(requests) if requests is not None else generate_requests(inst, seed)
+    placement_rng, routing_rng = generators(seed_streams(seed)["policy"], 2)
+    placement = default_placement(sc) if placement is None else placement
+    routing = default_routing(sc) if routing is None else routing
+    presult, pname, t_place = place(inst, placement, placement_rng, sc)
+    router = make_routing(routing, sc)
+    rname = policy_name(router)
+    family = family_of(pname if pname != "given" else placement, rname)
+    delays = dict(sc.simulator.allocation_delay_s if allocation_delays is None else allocation_delays)
+    delay = allocation_delay_for(sc, family, delays)
+    sim = Simulation(inst, presult, reqs, reservation=sc.simulator.reservation, backoff=sc.simulator.backoff,
+                     allocation_delay_s=delay)
+    t0 = time.perf_counter()
+    decision_times = run_routing(sim, router, routing_rng, splitter)
+    t_route = time.perf_counter() - t0
+    records = sim.finished_records()
+    summary = summarize(records, sim.capacity_bytes)
+    summary["max_concurrent_sessions"] = sim.max_active_sessions
+    summary["allocation_delay_s"] = delay
+    meta = {
+        "version": __version__, "scenario": sc.name, "scenario_hash": sc.hash, "scenario_source": sc.source,
+        "overrides": list(sc.overrides), "seed": seed, "placement": pname, "routing": rname, "family": family,
+        "cache_policy": str(presult.cache_policy), "reservation": sc.simulator.reservation,
+        "backoff": sc.simulator.backoff, "allocation_delays_s": delays, "allocation_delay_applied_s": delay,
+        "derived_calibrations": inst.derived_calibrations(),
+    }
+    if any(v > 0 for v in delays.values()):
+        meta["allocation_delay_note"] = ALLOCATION_DELAY_NOTE
+    dt = np.asarray(decision_times) if decision_times else np.zeros(1)
+    timings = {"placement_time_s": t_place, "routing_time_total_s": t_route,
+               "routing_decision_mean_s": float(dt.mean()), "routing_decision_median_s": float(np.median(dt)),
+               "routing_decision_max_s": float(dt.max())}
+    return SimulationResult(sc, inst, seed, presult, pname, rname, family, records, summary, meta, timings)
+
+
+__all__ = ["SimulationResult", "allocation_delay_for", "place", "run_routing", "simulate"]

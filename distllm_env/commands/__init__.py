@@ -1,0 +1,1 @@
+"""Sub-commands of the ``distllm-env`` CLI; each module exposes ``register(subparsers)``."""

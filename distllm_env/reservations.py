@@ -1,0 +1,223 @@
+"""KV-cache reservation books: the two accountings of CONTRACTS.md §8.
+
+Both books keep, per server, the KV bytes reserved by sessions and answer the same questions: the
+earliest start at which every hop of a chain has room, whether a start time fits, and the
+"free-bytes" profile from which routing policies read waiting times t^W.
+
+* :class:`CalendarBook` (``calendar``): a reservation calendar.  A session occupies its bytes over
+  ``[start, completion)``; a request's start is the earliest t ≥ arrival at which every hop has room
+  over the whole interval, given all committed reservations.  A later request may fit around an
+  earlier waiting one.  Memory is never over-committed at any instant.
+* :class:`PublishedBook` (``published``): the published simulator's accounting (reference §9).  A
+  routed request counts its bytes as occupied from the routing decision until completion (waiting
+  included); its wait on each hop is read from the sorted completion times of the requests active
+  at decision time, and the chain's wait is the maximum over the hops.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from typing import Sequence
+
+import numpy as np
+
+Hops = Sequence[tuple[int, int]]   # (server, bytes needed)
+_NEG_INF = float("-inf")
+
+
+class CalendarBook:
+    """Per-server step functions of reserved bytes: ``times[j][k]`` starts a segment of level
+    ``levels[j][k]`` that lasts until ``times[j][k+1]`` (the last segment lasts forever)."""
+
+    mode = "calendar"
+
+    def __init__(self, capacity_bytes: Sequence[int]):
+        self.capacity = [int(c) for c in capacity_bytes]
+        n = len(self.capacity)
+        self.times: list[list[float]] = [[_NEG_INF] for _ in range(n)]
+        self.levels: list[list[int]] = [[0] for _ in range(n)]
+
+    def advance(self, now: float) -> None:
+        """Forget segments that ended before ``now`` (all later queries are at t ≥ now)."""
+        for times, levels in zip(self.times, self.levels):
+            k = bisect_right(times, now) - 1
+            if k > 0:
+                del times[:k]
+                del levels[:k]
+
+    def used_bytes(self, server: int, t: float) -> int:
+        times = self.times[server]
+        return self.levels[server][bisect_right(times, t) - 1]
+
+    def free_bytes(self, server: int, t: float) -> int:
+        return self.capacity[server] - self.used_bytes(server, t)
+
+    def _last_violation_end(self, server: int, need: int, t0: float, t1: float) -> float | None:
+        """End of the last segment overlapping [t0, t1) whose level leaves less than ``need`` free."""
+        times, levels = self.times[server], self.levels[server]
+        limit = self.capacity[server] - need
+        k0 = bisect_right(times, t0) - 1
+        k1 = bisect_left(times, t1)
+        for k in range(k1 - 1, k0 - 1, -1):
+            if levels[k] > limit:
+                return times[k + 1]
+        return None
+
+    def fits(self, t: float, hops: Hops, duration: float) -> bool:
+        return all(self._last_violation_end(j, need, t, t + duration) is None for j, need in hops)
+
+    def earliest_start(self, now: float, hops: Hops, duration: float) -> float | None:
+        """Earliest t ≥ now with room on every hop over [t, t + duration); ``None`` if a hop needs
+        more than its whole capacity (the request can never fit)."""
+        if any(need > self.capacity[j] for j, need in hops):
+            return None
+        t = now
+        while True:
+            t_next = t
+            for j, need in hops:
+                end = self._last_violation_end(j, need, t, t + duration)
+                if end is not None and end > t_next:
+                    t_next = end
+            if t_next == t:
+                return t
+            t = t_next
+
+    def commit(self, decided_at: float, start: float, end: float, hops: Hops) -> None:
+        for j, need in hops:
+            times, levels = self.times[j], self.levels[j]
+            i0 = _ensure_breakpoint(times, levels, start)
+            i1 = _ensure_breakpoint(times, levels, end)
+            for k in range(i0, i1):
+                levels[k] += need
+
+    def free_profile(self, server: int, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, free)``: from ``times[k]`` on, at least ``free[k]`` bytes stay free forever.
+        Non-decreasing in both arrays; ``times[0] == now``."""
+        times, levels = self.times[server], self.levels[server]
+        k0 = bisect_right(times, now) - 1
+        t = np.array([now] + times[k0 + 1:], dtype=float)
+        lv = np.array(levels[k0:], dtype=np.int64)
+        free = self.capacity[server] - np.maximum.accumulate(lv[::-1])[::-1]
+        return t, free
+
+
+def _ensure_breakpoint(times: list[float], levels: list[int], t: float) -> int:
+    k = bisect_left(times, t)
+    if k < len(times) and times[k] == t:
+        return k
+    times.insert(k, t)
+    levels.insert(k, levels[k - 1])
+    return k
+
+
+class PublishedBook:
+    """Per server, the active requests' completion times (sorted) and bytes, counted from the
+    routing decision."""
+
+    mode = "published"
+
+    def __init__(self, capacity_bytes: Sequence[int]):
+        self.capacity = [int(c) for c in capacity_bytes]
+        n = len(self.capacity)
+        self.completions: list[list[float]] = [[] for _ in range(n)]
+        self.amounts: list[list[int]] = [[] for _ in range(n)]
+        self.used = [0] * n
+
+    def advance(self, now: float) -> None:
+        """Release the requests already finished (completion ≤ now), step 1 of reference §9."""
+        for j, comps in enumerate(self.completions):
+            k = bisect_right(comps, now)
+            if k:
+                self.used[j] -= sum(self.amounts[j][:k])
+                del comps[:k]
+                del self.amounts[j][:k]
+
+    def free_bytes(self, server: int, t: float) -> int:
+        comps = self.completions[server]
+        k = bisect_right(comps, t)
+        return self.capacity[server] - self.used[server] + sum(self.amounts[server][:k])
+
+    def used_bytes(self, server: int, t: float) -> int:
+        return self.capacity[server] - self.free_bytes(server, t)
+
+    def hop_wait_s(self, server: int, need: int, now: float) -> float | None:
+        """Raw wait on one hop: 0 if ``need`` bytes are free now, else the completion time of the
+        k-th active request (sorted by completion) with k the smallest count whose release frees
+        enough, minus now (reference §6.2 step 1).  ``None`` if it can never fit."""
+        if need > self.capacity[server]:
+            return None
+        free = self.capacity[server] - self.used[server]
+        if free >= need:
+            return 0.0
+        for comp, amount in zip(self.completions[server], self.amounts[server]):
+            free += amount
+            if free >= need:
+                return max(comp - now, 0.0)
+        return None  # unreachable: releasing everything frees the whole capacity
+
+    def earliest_start(self, now: float, hops: Hops, duration: float) -> float | None:
+        waits = []
+        for j, need in hops:
+            w = self.hop_wait_s(j, need, now)
+            if w is None:
+                return None
+            waits.append(w)
+        return now + max(waits, default=0.0)
+
+    def fits(self, t: float, hops: Hops, duration: float) -> bool:
+        return all(self.free_bytes(j, t) >= need for j, need in hops)
+
+    def commit(self, decided_at: float, start: float, end: float, hops: Hops) -> None:
+        for j, need in hops:
+            comps = self.completions[j]
+            k = bisect_right(comps, end)
+            comps.insert(k, end)
+            self.amounts[j].insert(k, need)
+            self.used[j] += need
+
+    def free_profile(self, server: int, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, free)``: free bytes after each future release (non-decreasing)."""
+        comps = self.completions[server]
+        k = bisect_right(comps, now)
+        t = np.array([now] + comps[k:], dtype=float)
+        base = self.capacity[server] - self.used[server] + sum(self.amounts[server][:k])
+        free = base + np.concatenate([[0], np.cumsum(self.amounts[server][k:], dtype=np.int64)])
+        return t, free.astype(np.int64)
+
+
+def make_book(mode: str, capacity_bytes: Sequence[int]):
+    if mode == "calendar":
+        return CalendarBook(capacity_bytes)
+    if mode == "published":
+        return PublishedBook(capacity_bytes)
+    raise ValueError(f"reservation mode must be 'calendar' or 'published', got {mode!r}")
+
+
+def wait_for(profile: tuple[np.ndarray, np.ndarray], need) -> np.ndarray:
+    """Waiting time until ``need`` bytes are (and stay) free, from a free-bytes profile; ``inf``
+    where ``need`` exceeds what ever becomes free.  Vectorised over ``need``."""
+    times, free = profile
+    need = np.asarray(need)
+    k = np.searchsorted(free, need, side="left")
+    out = np.full(need.shape, np.inf)
+    ok = k < len(free)
+    out[ok] = times[k[ok]] - times[0]
+    return out
+
+
+def backoff_round_s(raw_wait_s: float, cap_s: float = 60.0) -> float:
+    """PETALS client retry back-off: the first cumulative back-off instant (1, 3, 7, 15, 31, 63,
+    123, … s; steps double from 1 s and are capped at 60 s) that is ≥ the raw wait; 0 stays 0.
+
+    Source: petals ``client/routing/sequence_manager.py`` retry delay min(2^(k−1), 60) s
+    (reference petals_and_peers.md §A.9, geo reference §2.3)."""
+    if raw_wait_s <= 1e-9:
+        return 0.0
+    t, step = 0.0, 1.0
+    while t < raw_wait_s - 1e-9:
+        t += step
+        step = min(step * 2.0, cap_s)
+    return t
+
+
+__all__ = ["CalendarBook", "PublishedBook", "backoff_round_s", "make_book", "wait_for"]

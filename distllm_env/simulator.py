@@ -1,0 +1,266 @@
+"""The event-driven simulator (DESIGN.md "The simulator"; reference §9).
+
+Semantics (the published simulator's, so its tables can be reproduced):
+
+* requests arrive (Poisson or a trace) and are routed in arrival order by a routing policy that
+  sees a read-only :class:`~distllm_env.view.ClusterView`;
+* service time of a session = Σ_hops [t^I_cj + m·τ^I_j] + (l_out − 1)·Σ_hops [t_cj + m·τ_j], with no
+  slowdown from concurrency (:mod:`distllm_env.perf`);
+* a session holds m_ij × (its KV bytes per block) on each hop from its start to its completion; it
+  starts when every hop has room (:mod:`distllm_env.reservations`, ``calendar`` or ``published``);
+  memory is never over-committed;
+* with ``backoff`` on, waits are rounded up to PETALS' cumulative retry instants;
+* every session pays the initial delay and its policy family's allocation delay (held like service
+  time); first token = start + initial delay + allocation delay + prefill pass;
+* a request whose chain can never fit in memory is recorded ``rejected`` (``insufficient_memory``),
+  one with no feasible chain ``rejected`` (``no_feasible_chain``) — never looped on.
+
+Events (arrivals, session starts and completions) live in one priority queue; routing decisions
+happen at arrivals, and the queue is open for server join/leave events (not simulated yet).
+:class:`Simulation` exposes the stepping API the RequestRouting environment uses;
+:func:`distllm_env.api.simulate` drives it with a routing policy.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .chains import Route, check_route
+from .errors import DistLLMError, RouteError
+from .instance import Instance
+from .placement import PlacementResult, check_memory
+from .perf import decode_hop_cost_s, prefill_hop_cost_s, service_time_s
+from .reservations import backoff_round_s, make_book
+from .view import ClusterView
+from .workload import Request
+
+START, COMPLETION, ARRIVAL = 0, 1, 2   # at equal times: starts, then releases, then arrivals
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One row of the per-request table (CONTRACTS.md §6).  Times are NaN for rejected requests."""
+
+    request_id: int
+    client: int
+    arrival_s: float
+    start_s: float
+    first_token_s: float
+    completion_s: float
+    wait_s: float
+    prompt_tokens: int
+    output_tokens: int
+    hops: int
+    route: Route | None
+    status: str
+    reason: str
+    client_blocks: int = 0
+    kv_bytes_per_block: int = 0
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+
+@dataclass(frozen=True)
+class ClientPart:
+    """A split decision for one request (split inference, arXiv 2410.10759): the client runs the
+    first ``blocks`` blocks itself, taking ``prefill_s`` for the prompt and ``per_token_s`` per
+    decoded token; the server chain then starts at block ``blocks`` (a dummy source covering them)."""
+
+    blocks: int
+    prefill_s: float = 0.0
+    per_token_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What routing a request on a route would give, before it is committed."""
+
+    start_s: float | None
+    first_token_s: float
+    completion_s: float
+    service_s: float
+    hold_s: float
+    hops: tuple[tuple[int, int], ...]   # (server, bytes)
+
+    @property
+    def feasible(self) -> bool:
+        return self.start_s is not None
+
+
+class Simulation:
+    """One run of the simulator over a fixed placement and a list of requests.
+
+    Stepping API: ``req = sim.next_request()`` advances the clock to the next arrival (``None``
+    when all requests are done); then ``sim.commit(req, route)`` or ``sim.reject(req, reason)``.
+    """
+
+    def __init__(self, instance: Instance, placement_result: PlacementResult, requests: Sequence[Request],
+                 *, reservation: str = "calendar", backoff: bool = True, allocation_delay_s: float = 0.0):
+        self.instance = instance
+        self.placement_result = placement_result
+        self.placement = placement_result.placement
+        self.cache_policy = placement_result.cache_policy
+        if self.placement.num_servers != instance.num_servers:
+            raise DistLLMError(f"placement has {self.placement.num_servers} servers, the instance "
+                               f"{instance.num_servers}")
+        if self.placement.num_blocks != instance.num_blocks:
+            raise DistLLMError(f"placement is for {self.placement.num_blocks} blocks, the model has "
+                               f"{instance.num_blocks}")
+        self.placement.check_covered()
+        check_memory(self.placement, instance.memory_bytes, instance.block_bytes, instance.max_blocks)
+        self.capacity_bytes = np.asarray(self.cache_policy.kv_capacity_bytes(
+            instance.memory_bytes, instance.block_bytes, self.placement.count_array,
+            instance.kv_bytes_per_token_per_block), dtype=np.int64)
+        self.reservation = reservation
+        self.backoff = backoff
+        self.allocation_delay_s = float(allocation_delay_s)
+        self.book = make_book(reservation, self.capacity_bytes)
+        self.requests = list(requests)
+        self.records: list[RequestRecord | None] = [None] * len(self.requests)
+        self._client_parts: dict[int, ClientPart] = {}
+        self.now_s = 0.0
+        self.current_request: Request | None = None
+        self._events: list[tuple[float, int, int, int]] = []
+        self._seq = 0
+        for i, r in enumerate(self.requests):
+            if r.id != i:
+                raise DistLLMError(f"request ids must be 0..n-1 in order; request {i} has id {r.id}")
+            self._push(r.arrival_s, ARRIVAL, i)
+        self.active_sessions = 0
+        self.max_active_sessions = 0
+        self.view = ClusterView(self)
+
+    def _push(self, t: float, kind: int, rid: int) -> None:
+        heapq.heappush(self._events, (t, kind, self._seq, rid))
+        self._seq += 1
+
+    # -- stepping ------------------------------------------------------------------------------------
+    def next_request(self) -> Request | None:
+        """Pop events up to the next arrival and return that request (``None`` at the end)."""
+        if self.current_request is not None:
+            raise DistLLMError(f"request {self.current_request.id} was neither committed nor rejected")
+        while self._events:
+            t, kind, _, rid = heapq.heappop(self._events)
+            self.now_s = max(self.now_s, t)
+            if kind == START:
+                self.active_sessions += 1
+                self.max_active_sessions = max(self.max_active_sessions, self.active_sessions)
+            elif kind == COMPLETION:
+                self.active_sessions -= 1
+            else:
+                self.book.advance(self.now_s)
+                self.current_request = self.requests[rid]
+                return self.current_request
+        return None
+
+    def evaluate(self, request: Request, route: Route) -> Outcome:
+        """Start, first-token and completion times ``request`` would get on ``route`` now."""
+        inst = self.instance
+        c = request.client
+        servers = np.fromiter((h.server for h in route.hops), dtype=np.int64, count=len(route.hops))
+        blocks = np.fromiter((h.blocks for h in route.hops), dtype=np.int64, count=len(route.hops))
+        rtt = inst.rtt_s[c, servers]
+        prefill_comm = rtt + inst.prefill_overhead_slope_s * request.prompt_tokens + inst.prefill_overhead_intercept_s
+        prefill_hops = prefill_hop_cost_s(prefill_comm,
+                                          inst.prefill_slope_s[servers] * request.prompt_tokens
+                                          + inst.prefill_intercept_s[servers], blocks)
+        decode_hops = decode_hop_cost_s(inst.token_cost_s[c, servers], inst.tau_decode_s[servers], blocks)
+        first_token = float(np.sum(prefill_hops))
+        service = service_time_s(prefill_hops, decode_hops, request.output_tokens)
+        part = self._client_parts.get(request.id)
+        if part is not None and request.client_blocks:
+            first_token += part.prefill_s
+            service += part.prefill_s + (request.output_tokens - 1) * part.per_token_s
+        lead = inst.initial_delay_s + self.allocation_delay_s
+        hold = lead + service
+        per_block = inst.model.kv_bytes_per_block(request.prompt_tokens, request.output_tokens)
+        hops = tuple((int(j), int(m) * per_block) for j, m in zip(servers, blocks))
+        arrival = self.now_s
+        start = self.book.earliest_start(arrival, hops, hold)
+        if start is not None and self.backoff:
+            while True:
+                t = arrival + backoff_round_s(start - arrival)
+                if self.book.fits(t, hops, hold):
+                    start = t
+                    break
+                start = self.book.earliest_start(t, hops, hold)
+        if start is None:
+            return Outcome(None, math.nan, math.nan, service, hold, hops)
+        return Outcome(start, start + lead + first_token, start + hold, service, hold, hops)
+
+    def commit(self, request: Request, route: Route) -> RequestRecord:
+        """Route ``request`` on ``route``: reserve its memory and record its times.  A route that can
+        never fit is recorded as rejected (``insufficient_memory``)."""
+        self._check_current(request)
+        if not isinstance(route, Route):
+            raise RouteError(f"routing policy returned {type(route).__name__}, expected a Route")
+        check_route(self.placement, route, request.client_blocks)
+        out = self.evaluate(request, route)
+        if not out.feasible:
+            return self.reject(request, "insufficient_memory", route=route)
+        self.book.commit(self.now_s, out.start_s, out.completion_s, out.hops)
+        self._push(out.start_s, START, request.id)
+        self._push(out.completion_s, COMPLETION, request.id)
+        rec = RequestRecord(
+            request_id=request.id, client=request.client, arrival_s=request.arrival_s, start_s=out.start_s,
+            first_token_s=out.first_token_s, completion_s=out.completion_s, wait_s=out.start_s - request.arrival_s,
+            prompt_tokens=request.prompt_tokens, output_tokens=request.output_tokens, hops=len(route),
+            route=route, status="completed", reason="", client_blocks=request.client_blocks,
+            kv_bytes_per_block=self.instance.model.kv_bytes_per_block(request.prompt_tokens, request.output_tokens),
+        )
+        self.records[request.id] = rec
+        self.current_request = None
+        return rec
+
+    def reject(self, request: Request, reason: str, route: Route | None = None) -> RequestRecord:
+        self._check_current(request)
+        nan = math.nan
+        rec = RequestRecord(
+            request_id=request.id, client=request.client, arrival_s=request.arrival_s, start_s=nan,
+            first_token_s=nan, completion_s=nan, wait_s=nan, prompt_tokens=request.prompt_tokens,
+            output_tokens=request.output_tokens, hops=len(route) if route is not None else 0, route=route,
+            status="rejected", reason=reason, client_blocks=request.client_blocks,
+        )
+        self.records[request.id] = rec
+        self.current_request = None
+        return rec
+
+    def _check_current(self, request: Request) -> None:
+        if self.current_request is None or request.id != self.current_request.id:
+            raise DistLLMError(f"request {request.id} is not the request being routed "
+                               f"({None if self.current_request is None else self.current_request.id})")
+
+    def apply_split(self, part: ClientPart) -> Request:
+        """Apply a split decision to the request being routed (before routing it): the client runs
+        ``part.blocks`` leading blocks, charged ``part.prefill_s`` + (l−1)·``part.per_token_s``."""
+        from dataclasses import replace
+
+        req = self.current_request
+        if req is None:
+            raise DistLLMError("no request is being routed")
+        if not 0 <= part.blocks < self.instance.num_blocks:
+            raise DistLLMError(f"the client may run 0..{self.instance.num_blocks - 1} blocks (the server chain needs "
+                               f"at least one), got {part.blocks}")
+        if part.prefill_s < 0 or part.per_token_s < 0:
+            raise DistLLMError(f"client times must be ≥ 0, got {part}")
+        self._client_parts[req.id] = part
+        req = replace(req, client_blocks=int(part.blocks))
+        self.requests[req.id] = req
+        self.current_request = req
+        return req
+
+    def finished_records(self) -> list[RequestRecord]:
+        missing = [i for i, r in enumerate(self.records) if r is None]
+        if missing:
+            raise DistLLMError(f"{len(missing)} requests were never routed (first: {missing[0]})")
+        return list(self.records)  # type: ignore[arg-type]
+
+
+__all__ = ["ClientPart", "Outcome", "RequestRecord", "Simulation"]

@@ -1,0 +1,334 @@
+"""Network topologies: the Repetita loader, the paper's 3-cluster generator and a random geographic
+generator.  RTT between two nodes = 2 × shortest-path one-way delay (CONTRACTS.md §1).
+
+Shortest paths are computed with scipy's Dijkstra on a sparse graph (the same result networkx
+gives, at a fraction of the cost for 1,000-node topologies); :meth:`Topology.to_networkx` exports the
+graph for users who want networkx.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components, dijkstra
+
+from .errors import ScenarioError
+
+#: Light in optical fibre travels at about 2/3 of c ≈ 200 km per ms (refractive index ≈ 1.47).
+FIBRE_KM_PER_MS = 200.0
+#: Default route stretch: fibre paths are about 1.5× longer than the great circle (path inflation
+#: reported by Singla et al., "The Internet at the Speed of Light", HotNets 2014).  The geo
+#: generator's one-way delay is great-circle km × ROUTE_FACTOR / FIBRE_KM_PER_MS.
+ROUTE_FACTOR = 1.5
+EARTH_RADIUS_KM = 6371.0
+
+REPETITA_TOPOLOGIES = ("Abvt", "Bellcanada", "GtsCe")
+
+
+@dataclass(frozen=True, eq=False)
+class Topology:
+    """Nodes and directed links with one-way delays (seconds)."""
+
+    name: str
+    nodes: tuple[str, ...]
+    edge_src: np.ndarray
+    edge_dst: np.ndarray
+    edge_delay_s: np.ndarray
+    coordinates: np.ndarray | None = None     # (n, 2) latitude, longitude in degrees
+    clusters: tuple[int, ...] | None = None   # cluster id per node (clustered topologies)
+    notes: str = ""
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.nodes)
+
+    def index(self, node: "str | int", path: str = "node") -> int:
+        """Index of a node given by name, or by integer index."""
+        if isinstance(node, (int, np.integer)) and not isinstance(node, bool):
+            if 0 <= int(node) < self.num_nodes:
+                return int(node)
+            raise ScenarioError(path, f"node index {node} out of range 0..{self.num_nodes - 1} in topology {self.name!r}")
+        lookup = _node_lookup(self)
+        if node in lookup:
+            return lookup[node]
+        sample = ", ".join(self.nodes[:6]) + (", …" if self.num_nodes > 6 else "")
+        raise ScenarioError(path, f"node {node!r} is not in topology {self.name!r} (nodes: {sample})")
+
+    def _csr(self) -> csr_matrix:
+        n = self.num_nodes
+        # keep the smallest delay among parallel links
+        m = csr_matrix((np.zeros(0), (np.zeros(0, int), np.zeros(0, int))), shape=(n, n))
+        if len(self.edge_src):
+            order = np.lexsort((self.edge_delay_s, self.edge_dst, self.edge_src))
+            s, d, w = self.edge_src[order], self.edge_dst[order], self.edge_delay_s[order]
+            keep = np.ones(len(s), dtype=bool)
+            keep[1:] = (s[1:] != s[:-1]) | (d[1:] != d[:-1])
+            # scipy's csgraph treats explicit zeros as missing edges: use a tiny positive delay
+            m = csr_matrix((np.maximum(w[keep], 1e-12), (s[keep], d[keep])), shape=(n, n))
+        return m
+
+    def one_way_delay_s(self, sources: Sequence[int] | None = None) -> np.ndarray:
+        """Shortest-path one-way delay from ``sources`` (default: all nodes) to every node."""
+        idx = None if sources is None else np.asarray(sources, dtype=np.int64)
+        d = dijkstra(self._csr(), directed=True, indices=idx)
+        d[d < 1e-9] = 0.0
+        return d
+
+    def rtt_s(self, sources: Sequence[int], targets: Sequence[int] | None = None) -> np.ndarray:
+        """RTT = 2 × shortest-path one-way delay, shape (len(sources), len(targets))."""
+        d = self.one_way_delay_s(sources)
+        if targets is not None:
+            d = d[:, np.asarray(targets, dtype=np.int64)]
+        return 2.0 * d
+
+    def component_labels(self) -> np.ndarray:
+        return connected_components(self._csr(), directed=True, connection="weak")[1]
+
+    def to_networkx(self):
+        """A ``networkx.DiGraph`` with ``delay_s`` edge attributes."""
+        import networkx as nx
+
+        g = nx.DiGraph(name=self.name)
+        for i, name in enumerate(self.nodes):
+            attrs = {}
+            if self.coordinates is not None:
+                attrs = {"lat": float(self.coordinates[i, 0]), "lon": float(self.coordinates[i, 1])}
+            if self.clusters is not None:
+                attrs["cluster"] = self.clusters[i]
+            g.add_node(name, **attrs)
+        for s, d, w in zip(self.edge_src, self.edge_dst, self.edge_delay_s):
+            g.add_edge(self.nodes[int(s)], self.nodes[int(d)], delay_s=float(w))
+        return g
+
+
+@lru_cache(maxsize=64)
+def _node_lookup_cached(nodes: tuple[str, ...]) -> dict:
+    return {n: i for i, n in enumerate(nodes)}
+
+
+def _node_lookup(topo: Topology) -> dict:
+    return _node_lookup_cached(topo.nodes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Repetita .graph files
+# --------------------------------------------------------------------------------------------------
+
+def parse_repetita(text: str, name: str = "repetita") -> Topology:
+    """Parse the Repetita ``.graph`` format (NODES / EDGES sections; delays in microseconds).
+
+    Format: repetita.info.ucl.ac.be/DataFormat.html; see distllm_env/data/topologies/SOURCE.md."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    try:
+        i = next(k for k, ln in enumerate(lines) if ln.startswith("NODES"))
+        n = int(lines[i].split()[1])
+        node_lines = [ln for ln in lines[i + 2: i + 2 + n]]
+        j = next(k for k, ln in enumerate(lines) if ln.startswith("EDGES"))
+        m = int(lines[j].split()[1])
+        edge_lines = lines[j + 2: j + 2 + m]
+    except (StopIteration, IndexError, ValueError):
+        raise ScenarioError("topology", f"{name}: not a Repetita .graph file (NODES/EDGES sections)") from None
+    nodes, coords = [], []
+    for ln in node_lines:
+        parts = ln.split()
+        if len(parts) != 3:
+            raise ScenarioError("topology", f"{name}: bad node line {ln!r}")
+        nodes.append(parts[0])
+        coords.append((float(parts[2]), float(parts[1])))  # file gives x=longitude, y=latitude
+    src, dst, delay = [], [], []
+    for ln in edge_lines:
+        parts = ln.split()
+        if len(parts) != 6:
+            raise ScenarioError("topology", f"{name}: bad edge line {ln!r}")
+        src.append(int(parts[1]))
+        dst.append(int(parts[2]))
+        delay.append(float(parts[5]) * 1e-6)  # microseconds -> seconds
+    if len(nodes) != n or len(src) != m:
+        raise ScenarioError("topology", f"{name}: expected {n} nodes and {m} edges, found {len(nodes)} and {len(src)}")
+    return Topology(
+        name=name, nodes=tuple(nodes), edge_src=np.asarray(src, dtype=np.int64),
+        edge_dst=np.asarray(dst, dtype=np.int64), edge_delay_s=np.asarray(delay, dtype=float),
+        coordinates=np.asarray(coords, dtype=float),
+        notes="Repetita (svissicchio/Repetita) conversion of an Internet Topology Zoo network; delays in µs",
+    )
+
+
+@lru_cache(maxsize=8)
+def load_repetita(name: str) -> Topology:
+    """Load a shipped Repetita topology (``Abvt``, ``Bellcanada``, ``GtsCe``) or a ``.graph`` path."""
+    if name in REPETITA_TOPOLOGIES:
+        text = resources.files("distllm_env").joinpath(f"data/topologies/{name}.graph").read_text()
+        return parse_repetita(text, name)
+    p = Path(name)
+    if p.suffix == ".graph" and p.is_file():
+        return parse_repetita(p.read_text(), p.stem)
+    raise ScenarioError("topology.repetita",
+                        f"unknown topology {name!r}; expected one of {list(REPETITA_TOPOLOGIES)} or a .graph file path")
+
+
+# --------------------------------------------------------------------------------------------------
+# The paper's clustered setting
+# --------------------------------------------------------------------------------------------------
+
+def cluster_node_name(cluster: int, member: int) -> str:
+    return f"c{cluster}n{member}"
+
+
+def clustered_topology(sizes: Sequence[int], intra_rtt_s: float = 0.005, inter_rtt_s: float = 0.100) -> Topology:
+    """Fully meshed clusters: node ``c{k}n{i}`` is member i of cluster k.
+
+    Links inside a cluster have one-way delay intra_rtt/2, links between clusters inter_rtt/2, so the
+    RTT between two nodes is 5 ms inside a cluster and 100 ms across (the paper's clustered setting,
+    reference §8.3; CONTRACTS.md §1).  Bandwidth is folded into the fitted overheads (reference §10.9).
+    """
+    nodes, cluster_of = [], []
+    for k, size in enumerate(sizes):
+        for i in range(size):
+            nodes.append(cluster_node_name(k, i))
+            cluster_of.append(k)
+    n = len(nodes)
+    cl = np.asarray(cluster_of)
+    s, d = np.nonzero(~np.eye(n, dtype=bool))
+    delay = np.where(cl[s] == cl[d], intra_rtt_s / 2, inter_rtt_s / 2)
+    return Topology(
+        name=f"clusters{tuple(sizes)}", nodes=tuple(nodes), edge_src=s.astype(np.int64),
+        edge_dst=d.astype(np.int64), edge_delay_s=delay.astype(float), clusters=tuple(cluster_of),
+        notes=f"fully meshed clusters, RTT {intra_rtt_s * 1e3:g} ms inside / {inter_rtt_s * 1e3:g} ms between",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Random geographic topologies
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class City:
+    name: str
+    region: str
+    lat: float
+    lon: float
+
+
+@lru_cache(maxsize=1)
+def world_cities() -> tuple[City, ...]:
+    text = resources.files("distllm_env").joinpath("data/cities.csv").read_text()
+    rows = csv.DictReader(ln for ln in text.splitlines() if not ln.startswith("#"))
+    return tuple(City(r["name"], r["region"], float(r["lat"]), float(r["lon"])) for r in rows)
+
+
+def great_circle_km(lat1, lon1, lat2, lon2):
+    """Haversine distance on a sphere of radius 6,371 km."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi = p2 - p1
+    dlmb = np.radians(lon2) - np.radians(lon1)
+    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def geo_topology(
+    rng: np.random.Generator | None = None,
+    *,
+    cities: Sequence[str] | None = None,
+    num_nodes: int | None = None,
+    regions: Sequence[str] | None = None,
+    k_nearest: int = 3,
+    route_factor: float = ROUTE_FACTOR,
+    jitter_km: float = 50.0,
+    name: str = "geo",
+) -> Topology:
+    """A geographic WAN: nodes at world cities, one-way delay = great-circle distance × route_factor
+    / 200 km/ms.
+
+    Either ``cities`` lists the node cities explicitly (deterministic; a city may repeat), or
+    ``num_nodes`` nodes are drawn from ``rng`` among the shipped cities (optionally restricted to
+    ``regions``), with repeats jittered by up to ``jitter_km`` so co-located nodes stay distinct.
+    Each node links to its ``k_nearest`` nearest neighbours, and a minimum spanning tree is added so
+    the graph is connected.
+    """
+    table = world_cities()
+    by_name = {c.name: c for c in table}
+    if cities is not None:
+        chosen = []
+        for i, cname in enumerate(cities):
+            if cname not in by_name:
+                raise ScenarioError(f"topology.geo.cities.{i}", f"unknown city {cname!r}; known: {sorted(by_name)}")
+            chosen.append(by_name[cname])
+        lat = np.array([c.lat for c in chosen])
+        lon = np.array([c.lon for c in chosen])
+        if rng is not None and jitter_km > 0:
+            dup = _duplicate_mask([c.name for c in chosen])
+            lat, lon = _jitter(rng, lat, lon, jitter_km, dup)
+    else:
+        if rng is None or num_nodes is None:
+            raise ScenarioError("topology.geo", "give either 'cities' or 'num_nodes' (drawn from the seed)")
+        pool = [c for c in table if regions is None or c.region in regions]
+        if not pool:
+            raise ScenarioError("topology.geo.regions",
+                                f"no shipped city in regions {list(regions or [])}; known regions: "
+                                f"{sorted({c.region for c in table})}")
+        idx = rng.integers(0, len(pool), size=num_nodes)
+        chosen = [pool[i] for i in idx]
+        lat = np.array([c.lat for c in chosen])
+        lon = np.array([c.lon for c in chosen])
+        dup = _duplicate_mask([c.name for c in chosen])
+        lat, lon = _jitter(rng, lat, lon, jitter_km, dup)
+    n = len(chosen)
+    names = tuple(f"n{i}_{c.name}" for i, c in enumerate(chosen))
+    dist = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+    pairs = set()
+    if n > 1:
+        k = max(1, min(k_nearest, n - 1))
+        order = np.argsort(dist + np.eye(n) * 1e18, axis=1)[:, :k]
+        for i in range(n):
+            for j in order[i]:
+                pairs.add((min(i, int(j)), max(i, int(j))))
+        from scipy.sparse.csgraph import minimum_spanning_tree
+
+        mst = minimum_spanning_tree(csr_matrix(np.maximum(dist, 1e-6) * (1 - np.eye(n))))
+        for i, j in zip(*mst.nonzero()):
+            pairs.add((min(int(i), int(j)), max(int(i), int(j))))
+    ordered = sorted(pairs)
+    s = np.array([p[0] for p in ordered] + [p[1] for p in ordered], dtype=np.int64)
+    d = np.array([p[1] for p in ordered] + [p[0] for p in ordered], dtype=np.int64)
+    delay_s = dist[s, d] * route_factor / FIBRE_KM_PER_MS * 1e-3 if len(s) else np.zeros(0)
+    return Topology(
+        name=name, nodes=names, edge_src=s, edge_dst=d, edge_delay_s=np.asarray(delay_s, dtype=float),
+        coordinates=np.stack([lat, lon], axis=1),
+        notes=f"geographic: one-way delay = great-circle km × {route_factor:g} / {FIBRE_KM_PER_MS:g} km/ms; "
+              f"{k_nearest}-nearest links + MST",
+    )
+
+
+def _duplicate_mask(names: list[str]) -> np.ndarray:
+    seen, out = set(), []
+    for nm in names:
+        out.append(nm in seen)
+        seen.add(nm)
+    return np.asarray(out, dtype=bool)
+
+
+def _jitter(rng, lat, lon, jitter_km, mask):
+    if not mask.any():
+        return lat, lon
+    k = int(mask.sum())
+    r = jitter_km * np.sqrt(rng.random(k))
+    theta = rng.random(k) * 2 * math.pi
+    lat, lon = lat.copy(), lon.copy()
+    lat[mask] += (r * np.cos(theta)) / 111.0
+    lon[mask] += (r * np.sin(theta)) / (111.0 * np.maximum(np.cos(np.radians(lat[mask])), 0.05))
+    return lat, lon
+
+
+__all__ = [
+    "City", "FIBRE_KM_PER_MS", "REPETITA_TOPOLOGIES", "ROUTE_FACTOR", "Topology", "cluster_node_name",
+    "clustered_topology", "geo_topology", "great_circle_km", "load_repetita", "parse_repetita",
+    "world_cities",
+]

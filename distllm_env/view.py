@@ -1,0 +1,133 @@
+"""ClusterView: the read-only view of the simulator that routing policies see (CONTRACTS.md §7).
+
+The core owns Lemma 1, m_ij, the block-ordered DAG, shortest and K-cheapest chains and the waiting
+times t^W_ij(t); a policy supplies only decision rules and edge weights (:class:`HopCost`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .chains import ChainDAG, HopCost, Route, route_from_chain
+from .reservations import wait_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .simulator import Simulation
+    from .workload import Request
+
+
+class ClusterView:
+    """Read-only state of a running :class:`~distllm_env.simulator.Simulation`.
+
+    Arrays are indexed ``[client, server]`` or ``[server]``.  ``prefill_cost_s`` is t^I_cj for the
+    prompt length of the request currently being routed (``view.request``)."""
+
+    def __init__(self, sim: "Simulation"):
+        self._sim = sim
+        inst = sim.instance
+        self.instance = inst
+        self.placement = sim.placement
+        self.cache_policy = sim.cache_policy
+        self.rtt_s = inst.rtt_s
+        self.token_cost_s = inst.token_cost_s
+        self.tau_decode_s = inst.tau_decode_s
+        self.capacity_bytes = sim.capacity_bytes
+        self.num_servers = inst.num_servers
+        self.num_clients = inst.num_clients
+        self.num_blocks = inst.num_blocks
+        self._dags: dict[int, ChainDAG] = {}
+
+    # -- time and the request being routed ---------------------------------------------------------
+    @property
+    def now_s(self) -> float:
+        return self._sim.now_s
+
+    @property
+    def request(self) -> "Request | None":
+        return self._sim.current_request
+
+    @property
+    def server_rtt_s(self) -> np.ndarray:
+        return self.instance.server_rtt_s
+
+    @property
+    def prefill_cost_s(self) -> np.ndarray:
+        req = self.request
+        if req is None:
+            raise RuntimeError("prefill_cost_s needs a request being routed; use prefill_comm_s(prompt_tokens)")
+        return self.instance.prefill_comm_s(req.prompt_tokens)
+
+    def prefill_comm_s(self, prompt_tokens: int) -> np.ndarray:
+        return self.instance.prefill_comm_s(prompt_tokens)
+
+    def tau_prefill_s(self, prompt_tokens: int) -> np.ndarray:
+        return self.instance.tau_prefill_s(prompt_tokens)
+
+    # -- memory --------------------------------------------------------------------------------------
+    def kv_bytes_per_block(self, request: "Request") -> int:
+        """KV bytes this request needs per processed block (its own lengths)."""
+        return self.instance.model.kv_bytes_per_block(request.prompt_tokens, request.output_tokens)
+
+    def free_bytes(self, server: int, t: float | None = None) -> int:
+        return self._sim.book.free_bytes(server, self.now_s if t is None else t)
+
+    def free_slots(self, server: int, t: float | None = None, kv_block_bytes: int | None = None) -> int:
+        """Free KV slots (one session × one block) at time t, by default at the scenario's maximum
+        lengths (s_c)."""
+        size = kv_block_bytes or self.instance.kv_block_bytes
+        return max(self.free_bytes(server, t), 0) // size
+
+    def release_schedule(self, server: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(times_s, free_bytes)``: from ``times_s[k]`` on, at least ``free_bytes[k]`` bytes are free
+        (under ``published`` accounting: after each future release)."""
+        return self._sim.book.free_profile(server, self.now_s)
+
+    # -- chains --------------------------------------------------------------------------------------
+    def feasible_dag(self, client: int = 0, client_blocks: int = 0) -> ChainDAG:
+        """The block-ordered DAG of Lemma-1-feasible hops (its structure does not depend on the
+        client; costs do)."""
+        dag = self._dags.get(client_blocks)
+        if dag is None:
+            dag = self._dags[client_blocks] = ChainDAG(self.placement, client_blocks)
+        return dag
+
+    def decode_cost(self, client: int) -> HopCost:
+        """Per-token decode cost t_cj + τ_j·m_ij (the static cost the MILP and CG-BPRR minimise)."""
+        return HopCost(fixed_s=self.token_cost_s[client], per_block_s=self.tau_decode_s)
+
+    def static_cost(self, request: "Request") -> HopCost:
+        """Prefill-aware static cost of a request, Σ[t^I + (l−1)·t] + [τ^I + (l−1)·τ]·m_ij
+        (CONTRACTS.md §9; the WS-RR link cost without waiting)."""
+        l1 = request.output_tokens - 1
+        c = request.client
+        fixed = self.instance.prefill_comm_s(request.prompt_tokens)[c] + l1 * self.token_cost_s[c]
+        per_block = self.instance.tau_prefill_s(request.prompt_tokens) + l1 * self.tau_decode_s
+        return HopCost(fixed_s=fixed, per_block_s=per_block)
+
+    def waiting_time_s(self, request: "Request", dag: ChainDAG | None = None) -> np.ndarray:
+        """t^W_ij(now) for every edge of ``dag``: the time until server j has room for m_ij blocks of
+        this request's KV cache (``inf`` if it never will)."""
+        dag = dag or self.feasible_dag(request.client, request.client_blocks)
+        per_block = self.kv_bytes_per_block(request)
+        need = dag.edge_blocks * per_block
+        out = np.zeros(dag.num_edges)
+        book, now, ptr = self._sim.book, self.now_s, dag.edge_ptr
+        for k in range(dag.n):           # a node's incoming edges are contiguous
+            a, b = ptr[k], ptr[k + 1]
+            if a < b:
+                out[a:b] = wait_for(book.free_profile(int(dag.servers[k]), now), need[a:b])
+        return out
+
+    def shortest(self, client: int, cost: HopCost, client_blocks: int = 0) -> tuple[Route, float]:
+        return self.feasible_dag(client, client_blocks).shortest(cost)
+
+    def k_cheapest(self, client: int, K: int, cost: HopCost, client_blocks: int = 0) -> list[tuple[Route, float]]:
+        return self.feasible_dag(client, client_blocks).k_cheapest(cost, K)
+
+    def route_from_chain(self, servers, client_blocks: int = 0) -> Route:
+        return route_from_chain(self.placement, servers, client_blocks)
+
+
+__all__ = ["ClusterView"]

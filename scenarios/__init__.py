@@ -1,0 +1,1 @@
+"""Scenario presets shipped as package data (distllm_env.scenarios)."""
