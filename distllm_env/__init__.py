@@ -19,6 +19,9 @@ from .placement import CachePolicy, Placement, PlacementResult
 from .scenario import Scenario, list_presets, load_scenario
 from .simulator import RequestRecord, Simulation
 from .workload import Request, generate_requests
+from .envs import register_envs as _register_envs
+
+_register_envs()
 
 __all__ = [
     "CachePolicy", "Calibration", "Catalog", "ChainDAG", "DeviceSpec", "DistLLMError", "GpuSpec", "Hop", "HopCost",
