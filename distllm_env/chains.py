@@ -217,7 +217,7 @@ class ChainDAG:
                 pred[k] = src[a + i]
         sinks = np.flatnonzero(self.to_sink)
         if len(sinks) == 0:
-            raise NoFeasibleChain("no server hosts the last block")
+            raise NoFeasibleChain(self._why_infeasible())
         total = dist[sinks] + (cost.sink_s[self.servers[sinks]] if cost.sink_s is not None else 0.0)
         i = int(np.argmin(total))
         if not np.isfinite(total[i]):
@@ -254,7 +254,7 @@ class ChainDAG:
             back_rank[k, :take] = idx % K
         sinks = np.flatnonzero(self.to_sink)
         if len(sinks) == 0:
-            raise NoFeasibleChain("no server hosts the last block")
+            raise NoFeasibleChain(self._why_infeasible())
         sink_cost = cost.sink_s[self.servers[sinks]] if cost.sink_s is not None else np.zeros(len(sinks))
         cand = (best[sinks] + sink_cost[:, None]).ravel()
         idx = np.argsort(cand, kind="stable")[:K]

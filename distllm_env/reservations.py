@@ -140,29 +140,33 @@ class PublishedBook:
     def used_bytes(self, server: int, t: float) -> int:
         return self.capacity[server] - self.free_bytes(server, t)
 
-    def hop_wait_s(self, server: int, need: int, now: float) -> float | None:
-        """Raw wait on one hop: 0 if ``need`` bytes are free now, else the completion time of the
-        k-th active request (sorted by completion) with k the smallest count whose release frees
-        enough, minus now (reference §6.2 step 1).  ``None`` if it can never fit."""
+    def hop_start(self, server: int, need: int, t: float) -> float | None:
+        """Earliest time ≥ t at which ``need`` bytes are free on one hop: t itself if they are free at
+        t, else the completion time of the k-th active request (sorted by completion) with k the
+        smallest count whose release frees enough (reference §6.2 step 1).  ``None`` if it can never
+        fit.  Absolute times, so a start equals a completion time exactly."""
         if need > self.capacity[server]:
             return None
-        free = self.capacity[server] - self.used[server]
+        comps, amounts = self.completions[server], self.amounts[server]
+        k = bisect_right(comps, t)
+        free = self.capacity[server] - self.used[server] + sum(amounts[:k])
         if free >= need:
-            return 0.0
-        for comp, amount in zip(self.completions[server], self.amounts[server]):
+            return t
+        for comp, amount in zip(comps[k:], amounts[k:]):
             free += amount
             if free >= need:
-                return max(comp - now, 0.0)
+                return comp
         return None  # unreachable: releasing everything frees the whole capacity
 
     def earliest_start(self, now: float, hops: Hops, duration: float) -> float | None:
-        waits = []
+        """The chain's start: the maximum over its hops of :meth:`hop_start`."""
+        start = now
         for j, need in hops:
-            w = self.hop_wait_s(j, need, now)
-            if w is None:
+            s = self.hop_start(j, need, now)
+            if s is None:
                 return None
-            waits.append(w)
-        return now + max(waits, default=0.0)
+            start = max(start, s)
+        return start
 
     def fits(self, t: float, hops: Hops, duration: float) -> bool:
         return all(self.free_bytes(j, t) >= need for j, need in hops)
@@ -205,6 +209,32 @@ def wait_for(profile: tuple[np.ndarray, np.ndarray], need) -> np.ndarray:
     return out
 
 
+def backoff_instants_s(cap_s: float = 60.0):
+    """Cumulative PETALS retry instants after arrival: 0 (first try), 1, 3, 7, 15, 31, 63, 123, …
+    (steps double from 1 s, capped at 60 s)."""
+    t, step = 0.0, 1.0
+    while True:
+        yield t
+        t += step
+        step = min(step * 2.0, cap_s)
+
+
+def start_with_backoff(book, arrival: float, hops: Hops, duration: float, cap_s: float = 60.0) -> float | None:
+    """The start under PETALS back-off: the first retry instant at or after the earliest feasible
+    start at which the chain fits; re-checked, and moved on to later instants while it does not
+    (CONTRACTS.md §8).  ``None`` if the request can never fit."""
+    start = book.earliest_start(arrival, hops, duration)
+    instants = backoff_instants_s(cap_s)
+    t = next(instants)
+    while start is not None:
+        while arrival + t < start:
+            t = next(instants)
+        if book.fits(arrival + t, hops, duration):
+            return arrival + t
+        start = book.earliest_start(arrival + t, hops, duration)
+    return None
+
+
 def backoff_round_s(raw_wait_s: float, cap_s: float = 60.0) -> float:
     """PETALS client retry back-off: the first cumulative back-off instant (1, 3, 7, 15, 31, 63,
     123, … s; steps double from 1 s and are capped at 60 s) that is ≥ the raw wait; 0 stays 0.
@@ -220,4 +250,5 @@ def backoff_round_s(raw_wait_s: float, cap_s: float = 60.0) -> float:
     return t
 
 
-__all__ = ["CalendarBook", "PublishedBook", "backoff_round_s", "make_book", "wait_for"]
+__all__ = ["CalendarBook", "PublishedBook", "backoff_instants_s", "backoff_round_s", "make_book",
+           "start_with_backoff", "wait_for"]

@@ -35,7 +35,7 @@ from .errors import DistLLMError, RouteError
 from .instance import Instance
 from .placement import PlacementResult, check_memory
 from .perf import decode_hop_cost_s, prefill_hop_cost_s, service_time_s
-from .reservations import backoff_round_s, make_book
+from .reservations import make_book, start_with_backoff
 from .view import ClusterView
 from .workload import Request
 
@@ -183,17 +183,15 @@ class Simulation:
         per_block = inst.model.kv_bytes_per_block(request.prompt_tokens, request.output_tokens)
         hops = tuple((int(j), int(m) * per_block) for j, m in zip(servers, blocks))
         arrival = self.now_s
-        start = self.book.earliest_start(arrival, hops, hold)
-        if start is not None and self.backoff:
-            while True:
-                t = arrival + backoff_round_s(start - arrival)
-                if self.book.fits(t, hops, hold):
-                    start = t
-                    break
-                start = self.book.earliest_start(t, hops, hold)
+        if self.backoff:
+            start = start_with_backoff(self.book, arrival, hops, hold)
+        else:
+            start = self.book.earliest_start(arrival, hops, hold)
         if start is None:
             return Outcome(None, math.nan, math.nan, service, hold, hops)
-        return Outcome(start, start + lead + first_token, start + hold, service, hold, hops)
+        completion = start + hold                       # exactly the reserved interval's end
+        # first token ≤ completion also in floating point (equal when l_out = 1)
+        return Outcome(start, min(start + lead + first_token, completion), completion, service, hold, hops)
 
     def commit(self, request: Request, route: Route) -> RequestRecord:
         """Route ``request`` on ``route``: reserve its memory and record its times.  A route that can
