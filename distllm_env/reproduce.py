@@ -1,0 +1,157 @@
+"""Reproduction grids of arXiv 2512.21884 (``distllm-env reproduce table3|table6|table8``).
+
+* **Table III** (clustered scenario): client cluster 0/1/2 × λ ∈ {0.1, 0.5} × l ∈ {64, 128}, PETALS
+  vs the proposed method (CG-BP + WS-RR).  Reading of CONTRACTS.md §4: the published simulator's
+  values are identical in the λ = 0.1 and λ = 0.5 columns, which only λ = 0.1 arrivals explain; both
+  columns are therefore simulated with Poisson(0.1) arrivals (or the shipped 0.1/s trace) while CG-BP's
+  |R| uses the column's λ.  Reservations use the published accounting; the allocation delays
+  (250 s PETALS, 60 s proposed) are the only fitted constants and are stated in the output.
+* **Table VI** (scattered scenario): Abvt / Bellcanada / GtsCe × λ ∈ {0.1, 0.5} × l ∈ {64, 128},
+  arrivals at the column's λ (the Table III reading rests on Table III's identical columns only).
+  The paper's values are held out of the project's references on purpose (an independent validation
+  set); our numbers are printed with the PETALS → proposed reduction, beside the paper's summary of
+  60–80 %.
+* **Table VIII**: algorithm running time (placement + one routing decision, wall clock) of PETALS
+  and the proposed method on the four scenarios, mean ± std over seeds (our numbers only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .compare import compare
+
+#: Table III of arXiv 2512.21884, the MATLAB simulator's values (the parentheses), per-token time in s,
+#: keyed (client cluster, policy, λ, l).  Source: the authors' summary of the paper kept in
+#: TingyangSunJeff/load_balance_llm_simulator@2cc8f57 docs/BPRR_Paper_Summary.md (reference §8.3).
+TABLE3_PUBLISHED_SIM = {
+    (0, "petals"): {(0.1, 64): 5.33, (0.1, 128): 4.74, (0.5, 64): 5.33, (0.5, 128): 4.74},
+    (0, "proposed"): {(0.1, 64): 1.59, (0.1, 128): 0.92, (0.5, 64): 1.59, (0.5, 128): 0.92},
+    (1, "petals"): {(0.1, 64): 5.17, (0.1, 128): 4.58, (0.5, 64): 5.17, (0.5, 128): 4.58},
+    (1, "proposed"): {(0.1, 64): 1.65, (0.1, 128): 0.83, (0.5, 64): 1.65, (0.5, 128): 0.83},
+    (2, "petals"): {(0.1, 64): 4.85, (0.1, 128): 4.07, (0.5, 64): 4.85, (0.5, 128): 4.07},
+    (2, "proposed"): {(0.1, 64): 1.59, (0.1, 128): 0.92, (0.5, 64): 1.59, (0.5, 128): 0.92},
+}
+#: the experiment values of Table III (same source), for context
+TABLE3_PUBLISHED_EXPERIMENT = {
+    (0, "petals"): {(0.1, 64): 6.23, (0.1, 128): 4.76, (0.5, 64): 6.28, (0.5, 128): 5.14},
+    (0, "proposed"): {(0.1, 64): 1.92, (0.1, 128): 1.43, (0.5, 64): 2.00, (0.5, 128): 1.34},
+    (1, "petals"): {(0.1, 64): 5.44, (0.1, 128): 4.60, (0.5, 64): 5.56, (0.5, 128): 4.79},
+    (1, "proposed"): {(0.1, 64): 1.78, (0.1, 128): 1.04, (0.5, 64): 1.88, (0.5, 128): 1.11},
+    (2, "petals"): {(0.1, 64): 5.30, (0.1, 128): 4.85, (0.5, 64): 5.34, (0.5, 128): 5.25},
+    (2, "proposed"): {(0.1, 64): 1.79, (0.1, 128): 1.31, (0.5, 64): 1.94, (0.5, 128): 1.37},
+}
+#: Table VIII (same source): algorithm running time in s, mean ± std, for context
+TABLE8_PUBLISHED = {
+    "paper-clustered": {"petals": (0.0186, 0.0013), "proposed": (0.0216, 0.0004)},
+    "paper-abovenet": {"petals": (0.0190, 0.0081), "proposed": (0.0333, 0.0128)},
+    "paper-bellcanada": {"petals": (0.0291, 0.0011), "proposed": (0.0287, 0.0018)},
+    "paper-gtsce": {"petals": (0.0350, 0.0020), "proposed": (0.0320, 0.0012)},
+}
+RATES = (0.1, 0.5)
+LENGTHS = (64, 128)
+POLICIES = ("petals", "proposed")
+
+
+@dataclass
+class Cell:
+    key: dict
+    ours: dict          # policy -> mean per-token time
+    std: dict
+    meta: dict
+
+
+def _cell_rows(res, key: dict) -> Cell:
+    ours = {r["policy"]: r["mean_per_token_time_s"] for r in res.results}
+    std = {r["policy"]: r["mean_per_token_time_s_std"] for r in res.results}
+    return Cell(key, ours, std, res.meta)
+
+
+def table3(seeds: list[int], trace: bool = False, progress=None) -> dict:
+    """Run the Table III grid; returns rows with ours, the published simulator value and errors."""
+    rows, cells = [], []
+    for cluster in (0, 1, 2):
+        for lam in RATES:
+            for length in LENGTHS:
+                overrides = [f"clients.0.node=c{cluster}n0", f"workload.output_tokens={length}",
+                             f"policy_defaults.options.cg-bp.arrival_rate_per_s={lam}"]
+                if trace:
+                    overrides += ["workload.arrival=trace", "workload.trace=published-0.1"]
+                else:
+                    overrides += ["workload.arrival_rate_per_s=0.1"]
+                res = compare("paper-clustered", list(POLICIES), seeds, overrides)
+                cell = _cell_rows(res, {"cluster": cluster, "lambda": lam, "l": length})
+                cells.append(cell)
+                for pol in POLICIES:
+                    pub = TABLE3_PUBLISHED_SIM[(cluster, pol)][(lam, length)]
+                    ours = cell.ours[pol]
+                    rows.append({"cluster": cluster, "lambda": lam, "l": length, "policy": pol,
+                                 "ours_s": ours, "ours_std_s": cell.std[pol], "published_sim_s": pub,
+                                 "rel_error": (ours - pub) / pub,
+                                 "published_experiment_s": TABLE3_PUBLISHED_EXPERIMENT[(cluster, pol)][(lam, length)],
+                                 "proposed_sessions": _sessions(res, "proposed") if pol == "proposed" else None})
+                if progress:
+                    progress(f"table3 cluster {cluster} λ {lam} l {length} done")
+    reductions = []
+    for cell in cells:
+        k = cell.key
+        pub_p = TABLE3_PUBLISHED_SIM[(k["cluster"], "petals")][(k["lambda"], k["l"])]
+        pub_q = TABLE3_PUBLISHED_SIM[(k["cluster"], "proposed")][(k["lambda"], k["l"])]
+        ours_red = 1 - cell.ours["proposed"] / cell.ours["petals"]
+        pub_red = 1 - pub_q / pub_p
+        reductions.append({**k, "ours_reduction": ours_red, "published_reduction": pub_red,
+                           "difference_points": 100 * (ours_red - pub_red)})
+    errs = np.abs([r["rel_error"] for r in rows])
+    summary = {"mean_abs_rel_error": float(errs.mean()), "max_abs_rel_error": float(errs.max()),
+               "cells_within_25pct": int((errs <= 0.25).sum()), "cells": len(rows),
+               "max_reduction_difference_points": float(max(abs(r["difference_points"]) for r in reductions))}
+    return {"rows": rows, "reductions": reductions, "summary": summary, "meta": cells[0].meta if cells else {},
+            "reading": "both λ columns simulated with λ = 0.1 arrivals" + (" (published trace)" if trace else
+                       " (Poisson)") + "; CG-BP's |R| uses the column's λ (CONTRACTS.md §4)"}
+
+
+def _sessions(res, policy: str):
+    vals = [r["placement_diagnostics"].get("sessions") for r in res.per_seed if r["policy"] == policy]
+    vals = [v for v in vals if v is not None]
+    return vals[0] if vals and all(v == vals[0] for v in vals) else (vals or None)
+
+
+def table6(seeds: list[int], progress=None) -> dict:
+    rows = []
+    for name in ("paper-abovenet", "paper-bellcanada", "paper-gtsce"):
+        for lam in RATES:
+            for length in LENGTHS:
+                overrides = [f"workload.arrival_rate_per_s={lam}", f"workload.output_tokens={length}"]
+                res = compare(name, list(POLICIES), seeds, overrides)
+                ours = {r["policy"]: r for r in res.results}
+                rows.append({"scenario": name, "lambda": lam, "l": length,
+                             "petals_s": ours["petals"]["mean_per_token_time_s"],
+                             "petals_std_s": ours["petals"]["mean_per_token_time_s_std"],
+                             "proposed_s": ours["proposed"]["mean_per_token_time_s"],
+                             "proposed_std_s": ours["proposed"]["mean_per_token_time_s_std"],
+                             "reduction": 1 - ours["proposed"]["mean_per_token_time_s"]
+                             / ours["petals"]["mean_per_token_time_s"]})
+                if progress:
+                    progress(f"table6 {name} λ {lam} l {length} done")
+    return {"rows": rows, "published_summary": "60–80 % smaller per-token times than PETALS (paper's summary; "
+                                               "Table VI values are held out as a validation set)"}
+
+
+def table8(seeds: list[int], progress=None) -> dict:
+    rows = []
+    for name in ("paper-clustered", "paper-abovenet", "paper-bellcanada", "paper-gtsce"):
+        res = compare(name, list(POLICIES), seeds)
+        for pol in POLICIES:
+            t = np.array([r["algorithm_time_s"] for r in res.per_seed if r["policy"] == pol])
+            pub = TABLE8_PUBLISHED[name][pol]
+            rows.append({"scenario": name, "policy": pol, "algorithm_time_mean_s": float(t.mean()),
+                         "algorithm_time_std_s": float(t.std()), "published_mean_s": pub[0], "published_std_s": pub[1]})
+        if progress:
+            progress(f"table8 {name} done")
+    return {"rows": rows, "definition": "placement time + mean routing decision time per request (wall clock); "
+                                        "the published figures (MATLAB) are shown for context only"}
+
+
+__all__ = ["TABLE3_PUBLISHED_SIM", "TABLE8_PUBLISHED", "table3", "table6", "table8"]
