@@ -90,6 +90,11 @@ class CalendarBook:
             for k in range(i0, i1):
                 levels[k] += need
 
+    def stays_free_bytes(self, server: int, now: float) -> int:
+        """Bytes free at every instant from ``now`` on (the first entry of :meth:`free_profile`)."""
+        times, levels = self.times[server], self.levels[server]
+        return self.capacity[server] - max(levels[bisect_right(times, now) - 1:])
+
     def free_profile(self, server: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         """``(times, free)``: from ``times[k]`` on, at least ``free[k]`` bytes stay free forever.
         Non-decreasing in both arrays; ``times[0] == now``."""
@@ -178,6 +183,10 @@ class PublishedBook:
             comps.insert(k, end)
             self.amounts[j].insert(k, need)
             self.used[j] += need
+
+    def stays_free_bytes(self, server: int, now: float) -> int:
+        """Bytes free from ``now`` on: free bytes only grow after now under this accounting."""
+        return self.free_bytes(server, now)
 
     def free_profile(self, server: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         """``(times, free)``: free bytes after each future release (non-decreasing)."""

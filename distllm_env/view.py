@@ -113,11 +113,17 @@ class ClusterView:
         per_block = self.kv_bytes_per_block(request)
         need = dag.edge_blocks * per_block
         out = np.zeros(dag.num_edges)
-        book, now, ptr = self._sim.book, self.now_s, dag.edge_ptr
+        book, now, ptr = self._sim.book, self.now_s, dag._ptr_list
+        max_blocks, servers = dag._max_in_blocks, dag._server_list
         for k in range(dag.n):           # a node's incoming edges are contiguous
-            a, b = ptr[k], ptr[k + 1]
-            if a < b:
-                out[a:b] = wait_for(book.free_profile(int(dag.servers[k]), now), need[a:b])
+            if max_blocks[k] < 0:
+                continue
+            j = servers[k]
+            # fast path: the bytes that stay free from now on cover the largest need → every
+            # incoming edge waits 0 (exactly what wait_for returns for need ≤ free[0])
+            if book.stays_free_bytes(j, now) >= max_blocks[k] * per_block:
+                continue
+            out[ptr[k]:ptr[k + 1]] = wait_for(book.free_profile(j, now), need[ptr[k]:ptr[k + 1]])
         return out
 
     def shortest(self, client: int, cost: HopCost, client_blocks: int = 0) -> tuple[Route, float]:
