@@ -33,7 +33,7 @@ from .errors import ScenarioError
 from .topology import REPETITA_TOPOLOGIES
 
 TOP_LEVEL_KEYS = ("name", "description", "model", "gpus", "models", "devices", "topology", "servers",
-                  "clients", "network", "workload", "simulator", "policy_defaults")
+                  "clients", "network", "workload", "simulator", "policy_defaults", "split")
 RESERVATION_MODES = ("calendar", "published")
 POLICY_FAMILIES = ("petals", "proposed", "default")
 SHIPPED_PETALS_JSON = {
@@ -187,6 +187,45 @@ class PolicyDefaults:
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SplitRequestSpec:
+    """One request type of the split-inference mix: a layer model (``distllm_env.split`` catalog or a
+    catalog block model), its prompt / output length distributions and its weight in the mix."""
+
+    model: str
+    prompt_tokens: LengthDist
+    output_tokens: LengthDist
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """The optional ``split:`` section: the SplitLLM single-server setting (docs/split.md).
+
+    The server is geo server ``server_index`` (its GPU's dense bf16 FLOP/s × ``server_efficiency``, or
+    ``server_effective_flops``; its node gives the RTT to each client unless ``rtt_s`` is set).  The
+    clients are the scenario's clients that have a ``device``; their links come from the device unless
+    ``uplink_bits_per_s`` / ``downlink_bits_per_s`` are set.  SLA per request: ``sla_factor`` × the
+    request's server-only latency (rule ``server_only_factor``) or ``sla_fixed_s`` (rule ``fixed``).
+    Time step δ = SLA / ``budget_steps`` unless ``delta_s`` is set."""
+
+    requests: tuple[SplitRequestSpec, ...]
+    sla_rule: str = "server_only_factor"
+    sla_factor: float = 1.5
+    sla_fixed_s: float | None = None
+    budget_steps: int = 1000
+    delta_s: float | None = None
+    server_index: int = 0
+    server_efficiency: float = 0.3
+    server_effective_flops: float | None = None
+    rtt_s: float | None = None
+    uplink_bits_per_s: float | None = None
+    downlink_bits_per_s: float | None = None
+    num_requests: int = 2000
+    arrival_base_per_s: float = 1.0
+    arrival_factor: float = 1.1
+
+
 @dataclass(frozen=True, eq=False)
 class Scenario:
     """A validated scenario.  ``raw`` is the mapping it was parsed from (after overrides)."""
@@ -206,6 +245,7 @@ class Scenario:
     source: str = "<dict>"
     base_dir: str | None = None
     overrides: tuple[str, ...] = ()
+    split: SplitSpec | None = None
 
     @property
     def model(self) -> ModelSpec:
@@ -400,11 +440,12 @@ def parse_scenario(raw: Mapping, source: str = "<dict>", base_dir: str | None = 
     workload = _parse_workload(raw.get("workload"), model, base_dir)
     simulator = _parse_simulator(raw.get("simulator"))
     policy_defaults = _parse_policy_defaults(raw.get("policy_defaults"))
+    split = _parse_split(raw["split"], catalog, servers) if raw.get("split") is not None else None
     scenario = Scenario(
         name=name, description=description, model_name=model_name, catalog=catalog, topology=topology,
         servers=servers, clients=clients, network=network, workload=workload, simulator=simulator,
         policy_defaults=policy_defaults, raw=MappingProxyType(copy.deepcopy(dict(raw))), source=source,
-        base_dir=base_dir, overrides=tuple(overrides),
+        base_dir=base_dir, overrides=tuple(overrides), split=split,
     )
     # Cross-field checks that need the concrete topology and nodes: build the seed-0 instance.
     from .instance import build_instance
@@ -782,6 +823,78 @@ def _parse_policy_defaults(value: Any) -> PolicyDefaults:
     )
 
 
+SPLIT_SLA_RULES = ("server_only_factor", "fixed")
+
+
+def _parse_split(value: Any, catalog: Catalog, servers) -> SplitSpec:
+    """Validate the optional ``split:`` section (schema in docs/split.md)."""
+    from .split.models import get_layer_model, layer_model_names
+
+    path = "split"
+    d = v.mapping(value, path)
+    v.check_keys(d, path, ("server", "network", "requests", "sla", "budget_steps", "delta_ms", "num_requests",
+                           "arrival_grid"), required=("requests",))
+    known = sorted(set(layer_model_names()) | set(catalog.models))
+    reqs = []
+    items = v.sequence(d["requests"], f"{path}.requests")
+    if not items:
+        raise ScenarioError(f"{path}.requests", "expected at least one request type")
+    for i, item in enumerate(items):
+        rpath = f"{path}.requests.{i}"
+        r = v.mapping(item, rpath)
+        v.check_keys(r, rpath, ("model", "prompt_tokens", "output_tokens", "weight"), required=("model", "prompt_tokens"))
+        model = v.string(r, "model", rpath)
+        if model not in known:
+            raise ScenarioError(f"{rpath}.model", f"unknown layer model {model!r}; expected one of {known}")
+        prompt = _parse_length(r["prompt_tokens"], f"{rpath}.prompt_tokens")
+        output = _parse_length(r["output_tokens"], f"{rpath}.output_tokens") if "output_tokens" in r \
+            else LengthDist("fixed", value=1)
+        layer_model = get_layer_model(model, catalog, f"{rpath}.model")
+        for lengths in ((prompt.max, output.max), (prompt.min, output.min)):
+            layer_model.check_lengths(*lengths, path=rpath)
+        reqs.append(SplitRequestSpec(model=model, prompt_tokens=prompt, output_tokens=output,
+                                     weight=v.number(r, "weight", rpath, default=1.0, minimum=0, exclusive_minimum=True)))
+    spath = f"{path}.server"
+    srv = v.mapping(d.get("server"), spath)
+    v.check_keys(srv, spath, ("index", "efficiency", "effective_tflops"))
+    server_index = v.integer(srv, "index", spath, default=0, minimum=0)
+    if isinstance(servers, tuple) and server_index >= len(servers):
+        raise ScenarioError(f"{spath}.index", f"expected a server index in [0, {len(servers) - 1}], got {server_index}")
+    npath = f"{path}.network"
+    net = v.mapping(d.get("network"), npath)
+    v.check_keys(net, npath, ("rtt_ms", "uplink_mbps", "downlink_mbps"))
+    sla_path = f"{path}.sla"
+    sla = v.mapping(d.get("sla"), sla_path)
+    rule = v.string(sla, "rule", sla_path, default="server_only_factor", choices=SPLIT_SLA_RULES)
+    if rule == "fixed":
+        v.check_keys(sla, sla_path, ("rule", "ms"), required=("ms",))
+    else:
+        v.check_keys(sla, sla_path, ("rule", "factor"))
+    gpath = f"{path}.arrival_grid"
+    grid = v.mapping(d.get("arrival_grid"), gpath)
+    v.check_keys(grid, gpath, ("base_per_s", "factor"))
+
+    def opt(m, key, p, scale, **kw):
+        return v.number(m, key, p, **kw) * scale if m.get(key) is not None else None
+
+    return SplitSpec(
+        requests=tuple(reqs), sla_rule=rule,
+        sla_factor=v.number(sla, "factor", sla_path, default=1.5, minimum=0, exclusive_minimum=True),
+        sla_fixed_s=opt(sla, "ms", sla_path, 1e-3, minimum=0, exclusive_minimum=True),
+        budget_steps=v.integer(d, "budget_steps", path, default=1000, minimum=1, maximum=10**6),
+        delta_s=opt(d, "delta_ms", path, 1e-3, minimum=0, exclusive_minimum=True),
+        server_index=server_index,
+        server_efficiency=v.number(srv, "efficiency", spath, default=0.3, minimum=0, exclusive_minimum=True, maximum=1),
+        server_effective_flops=opt(srv, "effective_tflops", spath, 1e12, minimum=0, exclusive_minimum=True),
+        rtt_s=opt(net, "rtt_ms", npath, 1e-3, minimum=0),
+        uplink_bits_per_s=opt(net, "uplink_mbps", npath, 1e6, minimum=0, exclusive_minimum=True),
+        downlink_bits_per_s=opt(net, "downlink_mbps", npath, 1e6, minimum=0, exclusive_minimum=True),
+        num_requests=v.integer(d, "num_requests", path, default=2000, minimum=1),
+        arrival_base_per_s=v.number(grid, "base_per_s", gpath, default=1.0, minimum=0, exclusive_minimum=True),
+        arrival_factor=v.number(grid, "factor", gpath, default=1.1, minimum=1, exclusive_minimum=True),
+    )
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(x) for k, x in obj.items()}
@@ -793,5 +906,6 @@ def _jsonable(obj: Any) -> Any:
 __all__ = [
     "ClientSampler", "ClientSpec", "ClusteredTopologySpec", "GeoTopologySpec", "LengthDist", "NetworkSpec",
     "PolicyDefaults", "RepetitaTopologySpec", "Scenario", "ServerSampler", "ServerSpec", "SimulatorSpec",
+    "SplitRequestSpec", "SplitSpec",
     "WorkloadSpec", "apply_overrides", "list_presets", "load_scenario", "parse_scenario",
 ]
