@@ -22,6 +22,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+import numpy as np
+
 from .errors import ScenarioError
 
 GB = 10**9
@@ -97,11 +99,22 @@ class DeviceSpec:
     uplink_bits_per_s: float
     downlink_bits_per_s: float
     source: str = ""
+    #: memory bandwidth; ``None`` models the device as compute-bound only (FLOPs / effective FLOP/s)
+    memory_bandwidth_bytes_per_s: float | None = None
 
     @property
     def effective_flops(self) -> float:
         """Sustained FLOP/s = peak × efficiency."""
         return self.peak_flops * self.efficiency
+
+    def compute_time_s(self, flops, bytes_moved=0.0):
+        """Roofline time of a kernel: max(FLOPs / effective FLOP/s, bytes read / memory bandwidth).
+        Decoding one token reads every weight of a block once, so on a client it is usually
+        bandwidth-bound (the same reason the catalog derives τ from memory bandwidth, CONTRACTS.md §2)."""
+        t = flops / self.effective_flops
+        if self.memory_bandwidth_bytes_per_s is None:
+            return t
+        return np.maximum(t, bytes_moved / self.memory_bandwidth_bytes_per_s)
 
 
 @dataclass(frozen=True)
@@ -222,33 +235,33 @@ _BUILTIN_DEVICES = (
     # phone, fixed broadband for the others.
     DeviceSpec(
         name="phone-soc", peak_flops=2.15e12, efficiency=0.3, memory_bytes=8 * GIB,
-        uplink_bits_per_s=21.08e6, downlink_bits_per_s=166.13e6,
+        uplink_bits_per_s=21.08e6, downlink_bits_per_s=166.13e6, memory_bandwidth_bytes_per_s=51.2e9,
         source="Apple A17 Pro (iPhone 15 Pro): 6-core GPU, 768 ALUs at 1.398 GHz = 2.15 TFLOPS FP32, FP16 at "
-               "the same rate (third-party GPU database hmc-tech.com); 8 GB LPDDR5; efficiency 0.3 assumed; "
+               "the same rate (third-party GPU database hmc-tech.com); 8 GB LPDDR5-6400 on a 64-bit bus = 51.2 GB/s; efficiency 0.3 assumed; "
                "links: Ookla Q3 2021 global 5G medians (166.13 Mbit/s down, 21.08 Mbit/s up)",
     ),
     DeviceSpec(
         name="laptop-gpu", peak_flops=29.1e12, efficiency=0.3, memory_bytes=8 * GIB,
-        uplink_bits_per_s=48.36e6, downlink_bits_per_s=93.99e6,
+        uplink_bits_per_s=48.36e6, downlink_bits_per_s=93.99e6, memory_bandwidth_bytes_per_s=256e9,
         source="NVIDIA RTX 4060 Laptop GPU: 3072 CUDA cores, boost up to 2370 MHz at 115 W TGP → 14.6 TFLOPS "
                "FP32; GeForce Ada tensor cores run FP16 with FP32 accumulate at 2× the FP32 rate (Ada whitepaper: "
-               "RTX 4090 82.6 vs 165.2 TFLOPS) → 29.1 TFLOPS; 8 GB GDDR6; efficiency 0.3 assumed; "
+               "RTX 4090 82.6 vs 165.2 TFLOPS) → 29.1 TFLOPS; 8 GB GDDR6, 128-bit at 16 Gbps = 256 GB/s; efficiency 0.3 assumed; "
                "links: Ookla Speedtest Global Index Aug 2024 global fixed-broadband medians "
                "(93.99 Mbit/s down, 48.36 Mbit/s up)",
     ),
     DeviceSpec(
         name="jetson-orin", peak_flops=42.5e12, efficiency=0.3, memory_bytes=64 * GIB,
-        uplink_bits_per_s=48.36e6, downlink_bits_per_s=93.99e6,
+        uplink_bits_per_s=48.36e6, downlink_bits_per_s=93.99e6, memory_bandwidth_bytes_per_s=204.8e9,
         source="NVIDIA Jetson AGX Orin 64GB technical brief: GPU 170 sparse INT8 TOPS = 85 dense INT8 TOPS, "
-               "dense FP16 tensor at half the INT8 rate → 42.5 TFLOPS; 64 GB LPDDR5; efficiency 0.3 assumed; "
+               "dense FP16 tensor at half the INT8 rate → 42.5 TFLOPS; 64 GB LPDDR5 at 204.8 GB/s; efficiency 0.3 assumed; "
                "links: Ookla Speedtest Global Index Aug 2024 global fixed-broadband medians "
                "(93.99 Mbit/s down, 48.36 Mbit/s up)",
     ),
     DeviceSpec(
         name="desktop-gpu", peak_flops=165.2e12, efficiency=0.3, memory_bytes=24 * GIB,
-        uplink_bits_per_s=48.36e6, downlink_bits_per_s=93.99e6,
+        uplink_bits_per_s=48.36e6, downlink_bits_per_s=93.99e6, memory_bandwidth_bytes_per_s=1008e9,
         source="NVIDIA RTX 4090 (Ada Lovelace whitepaper: 165.2 TFLOPS dense FP16/BF16 tensor with FP32 "
-               "accumulate, 24 GB GDDR6X); efficiency 0.3 assumed; "
+               "accumulate, 24 GB GDDR6X at 1,008 GB/s); efficiency 0.3 assumed; "
                "links: Ookla Speedtest Global Index Aug 2024 global fixed-broadband medians "
                "(93.99 Mbit/s down, 48.36 Mbit/s up)",
     ),

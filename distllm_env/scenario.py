@@ -480,13 +480,16 @@ def _parse_catalog(raw: Mapping, base_dir: str | None) -> Catalog:
     for name, spec in v.mapping(raw.get("devices"), "devices").items():
         path = v.join("devices", name)
         d = v.mapping(spec, path)
-        v.check_keys(d, path, ("peak_tflops", "efficiency", "memory_gb", "uplink_mbps", "downlink_mbps", "source"))
+        v.check_keys(d, path, ("peak_tflops", "efficiency", "memory_gb", "uplink_mbps", "downlink_mbps",
+                               "memory_bandwidth_gbps", "source"))
         devices[name] = DeviceSpec(
             name=name, peak_flops=v.number(d, "peak_tflops", path, minimum=0, exclusive_minimum=True) * 1e12,
             efficiency=v.number(d, "efficiency", path, default=0.3, minimum=0, exclusive_minimum=True, maximum=1),
             memory_bytes=int(v.number(d, "memory_gb", path, minimum=0) * GB),
             uplink_bits_per_s=v.number(d, "uplink_mbps", path, minimum=0, exclusive_minimum=True) * 1e6,
             downlink_bits_per_s=v.number(d, "downlink_mbps", path, minimum=0, exclusive_minimum=True) * 1e6,
+            memory_bandwidth_bytes_per_s=v.number(d, "memory_bandwidth_gbps", path, minimum=0, exclusive_minimum=True) * 1e9
+            if d.get("memory_bandwidth_gbps") is not None else None,
             source=v.string(d, "source", path, default="scenario-defined"),
         )
     all_models = {**base.models, **models}

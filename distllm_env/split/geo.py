@@ -9,7 +9,8 @@ session's service time.
 
 Planning profile of a request (prompt n, g = l_out − 1 decode steps) on the catalog block model:
 
-* client time of block l: FLOPs_l / device effective FLOP/s (:mod:`distllm_env.split.cost`), for the
+* client time of block l: a roofline max(FLOPs / effective FLOP/s, weight bytes / memory bandwidth)
+  for the prompt pass and for each decode step (every step reads the block's weights once), for the
   blocks the client's memory can hold — c·(s_m + KV bytes per block of this request) ≤
   ``memory_fraction`` × device memory — and at most L − 1 blocks (the server chain needs one);
   ``inf`` beyond (the client cannot run them);
@@ -85,7 +86,7 @@ class GeoSplitter:
         L = lc.num_layers
         c_max = self.max_client_blocks(request, instance)
         flops = lc.flops
-        client = np.where(np.arange(L) < c_max, flops / dev.effective_flops, np.inf)
+        client = np.where(np.arange(L) < c_max, self._client_block_time_s(dev, lc, instance), np.inf)
         per_block_server = instance.tau_prefill_s(request.prompt_tokens) + g * instance.tau_decode_s
         c = request.client
         reach = np.isfinite(instance.rtt_s[c])
@@ -108,8 +109,8 @@ class GeoSplitter:
         return factor * profile.latency_s(np.zeros(profile.num_layers, np.int8))
 
     def client_part(self, request, instance: Instance, blocks: int) -> ClientPart:
-        """The :class:`ClientPart` of running the first ``blocks`` blocks on the client's device: prompt
-        pass Σ prefill FLOPs / FLOP/s, and per decoded token Σ decode FLOPs / (g · FLOP/s)."""
+        """The :class:`ClientPart` of running the first ``blocks`` blocks on the client's device: the
+        prompt pass and the mean decode step, each a roofline over FLOPs and weight reads."""
         blocks = int(blocks)
         if blocks == 0:
             return ClientPart(0)
@@ -120,9 +121,24 @@ class GeoSplitter:
         dev = instance.clients[request.client].device
         lc = layer_model_from_spec(instance.model).layer_costs(request.prompt_tokens, request.output_tokens)
         g = lc.decode_steps
-        prefill = float(lc.prefill_flops[:blocks].sum()) / dev.effective_flops
-        per_token = float(lc.decode_flops[:blocks].sum()) / (g * dev.effective_flops) if g > 0 else 0.0
-        return ClientPart(blocks=blocks, prefill_s=prefill, per_token_s=per_token)
+        prefill, decode = self._client_phase_times_s(dev, lc, instance)
+        per_token = float(decode[:blocks].sum()) / g if g > 0 else 0.0
+        return ClientPart(blocks=blocks, prefill_s=float(prefill[:blocks].sum()), per_token_s=per_token)
+
+    @staticmethod
+    def _client_phase_times_s(dev, lc, instance: Instance) -> tuple[np.ndarray, np.ndarray]:
+        """Per block on the client's device: prompt pass and all g decode steps, each a roofline
+        max(FLOPs / FLOP/s, bytes / memory bandwidth) — the prompt pass reads the block's weights once,
+        every decode step reads them again (``DeviceSpec.compute_time_s``)."""
+        w = float(instance.block_bytes)
+        g = lc.decode_steps
+        prefill = np.asarray(dev.compute_time_s(lc.prefill_flops, w), dtype=float)
+        per_step = np.asarray(dev.compute_time_s(lc.decode_flops / g, w), dtype=float) if g > 0 else 0.0 * prefill
+        return prefill, per_step * g
+
+    def _client_block_time_s(self, dev, lc, instance: Instance) -> np.ndarray:
+        prefill, decode = self._client_phase_times_s(dev, lc, instance)
+        return prefill + decode
 
     def plan(self, request, instance: Instance) -> ClientPart:
         """Decide how many leading blocks the client of ``request`` runs (0 without a device)."""
