@@ -19,6 +19,7 @@ from .placement import CachePolicy, Placement, PlacementResult
 from .scenario import Scenario, list_presets, load_scenario
 from .simulator import RequestRecord, Simulation
 from .workload import Request, generate_requests
+from .replay import EpisodeRecord, replay
 from .envs import register_envs as _register_envs
 
 _register_envs()
@@ -28,5 +29,5 @@ __all__ = [
     "Instance", "ModelSpec", "NoFeasibleChain", "Placement", "PlacementError", "PlacementResult", "PolicyLoadError",
     "Request", "RequestRecord", "Route", "RouteError", "Scenario", "ScenarioError", "Simulation",
     "SimulationResult", "SolverTimeout", "__version__", "build_instance", "default_catalog",
-    "generate_requests", "list_presets", "load_scenario", "route_from_chain", "simulate",
+    "generate_requests", "list_presets", "load_scenario", "route_from_chain", "simulate", "replay", "EpisodeRecord",
 ]
