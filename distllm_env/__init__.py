@@ -20,6 +20,8 @@ from .scenario import Scenario, list_presets, load_scenario
 from .simulator import RequestRecord, Simulation
 from .workload import Request, generate_requests
 from .replay import EpisodeRecord, replay
+from .compare import compare
+from .testing import assert_beats
 from .envs import register_envs as _register_envs
 
 _register_envs()
@@ -30,4 +32,5 @@ __all__ = [
     "Request", "RequestRecord", "Route", "RouteError", "Scenario", "ScenarioError", "Simulation",
     "SimulationResult", "SolverTimeout", "__version__", "build_instance", "default_catalog",
     "generate_requests", "list_presets", "load_scenario", "route_from_chain", "simulate", "replay", "EpisodeRecord",
+    "compare", "assert_beats",
 ]
