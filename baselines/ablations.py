@@ -26,30 +26,12 @@ from distllm_env.placement import CachePolicy, PlacementResult
 from distllm_env.view import ClusterView
 from distllm_env.workload import Request
 
-from .cg_bp import _sessions_option, conservative_counts, resolve_sessions, tilde_order
+from .cg_bp import CGBPSessionsOptions, conservative_counts, tilde_order
 from .petals import PetalsPlacement, _check_number, petals_counts
-from .ws_rr import LAST_HOP_S
+from .ws_rr import WSRRRouter
 
 
-class _CGBPSessionsMixin:
-    """The ``sessions`` / ``arrival_rate_per_s`` / ``allocation_delay_s`` options of CG-BP (the |R|
-    that fixes CG-BP's counts and order), resolved exactly as :class:`~.cg_bp.CGBPPlacement` does."""
-
-    def _init_sessions(self, sessions, arrival_rate_per_s, allocation_delay_s) -> None:
-        self.sessions = _sessions_option(self.name, sessions)
-        self.arrival_rate_per_s = (None if arrival_rate_per_s is None else
-                                   _check_number(self.name, "arrival_rate_per_s", arrival_rate_per_s,
-                                                 minimum=0.0, exclusive=True))
-        self.allocation_delay_s = (None if allocation_delay_s is None else
-                                   _check_number(self.name, "allocation_delay_s", allocation_delay_s, minimum=0.0))
-
-    def _sessions(self, instance: Instance) -> tuple[int, dict]:
-        R, diag = resolve_sessions(instance, self.sessions, self.arrival_rate_per_s, self.allocation_delay_s)
-        diag["sessions"] = R
-        return R, diag
-
-
-class OptimizedOrderPlacement(_CGBPSessionsMixin, PetalsPlacement):
+class OptimizedOrderPlacement(CGBPSessionsOptions, PetalsPlacement):
     """``opt-order``: PETALS placement with servers joining in CG-BP's increasing-t̃ order
     (``General_varying_*_online.m`` passes CG-BP's ``optimized_order`` to ``Petals_online.m``).
 
@@ -73,7 +55,7 @@ class OptimizedOrderPlacement(_CGBPSessionsMixin, PetalsPlacement):
         return self._place_with(instance, rng, [int(j) for j in order], counts, self.cache_policy(instance), diag)
 
 
-class OptimizedNumberPlacement(_CGBPSessionsMixin, PetalsPlacement):
+class OptimizedNumberPlacement(CGBPSessionsOptions, PetalsPlacement):
     """``opt-number``: PETALS' weakest-window rule and random join order with CG-BP's block counts
     m_j = min(⌊M_j/(s_m + s_c·|R|)⌋, L, cap) and the KV cache from leftover memory
     (``Petals_online_hacking.m``).  The join order is the first draw of the policy stream, the same
@@ -128,7 +110,7 @@ def min_sum_plus_max_wait(dag: ChainDAG, static: HopCost, wait: np.ndarray, sink
     return best_route, float(best), best_theta
 
 
-class OptimizedRouter:
+class OptimizedRouter(WSRRRouter):
     """``opt-rr``: per-request optimal routing of the published ``Petals_optimized_routing.m``.
 
     The published code solves, per arrival, the MILP min Σ_(i,j) f_ij·w_ij + t^W subject to
@@ -145,22 +127,6 @@ class OptimizedRouter:
     name = "opt-rr"
     family = "petals"
 
-    def __init__(self, last_hop_s: float = LAST_HOP_S):
-        self.last_hop_s = _check_number(self.name, "last_hop_s", last_hop_s, minimum=0.0)
-        self._view = None
-        self._static: dict = {}
-        self._sink: np.ndarray | None = None
-
-    def _static_cost(self, view: ClusterView, request: Request) -> HopCost:
-        if view is not self._view:
-            self._view, self._static = view, {}
-            self._sink = np.full(view.num_servers, self.last_hop_s)
-        key = (request.client, request.prompt_tokens, request.output_tokens)
-        cost = self._static.get(key)
-        if cost is None:
-            cost = self._static[key] = view.static_cost(request)
-        return cost
-
     def route(self, request: Request, view: ClusterView, rng: np.random.Generator) -> Route:
         dag = view.feasible_dag(request.client, request.client_blocks)
         static = self._static_cost(view, request)
@@ -168,7 +134,7 @@ class OptimizedRouter:
         try:
             return min_sum_plus_max_wait(dag, static, wait, self._sink)[0]
         except NoFeasibleChain:
-            return dag.shortest(HopCost(static.fixed_s, static.per_block_s, sink_s=self._sink))[0]
+            return self._statically_cheapest(dag, static)
 
 
 __all__ = ["OptimizedNumberPlacement", "OptimizedOrderPlacement", "OptimizedRouter", "min_sum_plus_max_wait"]

@@ -287,7 +287,27 @@ def resolve_sessions(instance: Instance, sessions, arrival_rate_per_s, allocatio
                            "sessions_lowered_for_corollary1": rule.corollary1_lowered}
 
 
-class CGBPPlacement:
+class CGBPSessionsOptions:
+    """The ``sessions`` / ``arrival_rate_per_s`` / ``allocation_delay_s`` options of CG-BP (the |R|
+    that fixes CG-BP's counts and order), shared by ``cg-bp`` and the ablations that borrow its |R|."""
+
+    name: str
+
+    def _init_sessions(self, sessions, arrival_rate_per_s, allocation_delay_s) -> None:
+        self.sessions = _sessions_option(self.name, sessions)
+        self.arrival_rate_per_s = (None if arrival_rate_per_s is None else
+                                   _check_number(self.name, "arrival_rate_per_s", arrival_rate_per_s,
+                                                 minimum=0.0, exclusive=True))
+        self.allocation_delay_s = (None if allocation_delay_s is None else
+                                   _check_number(self.name, "allocation_delay_s", allocation_delay_s, minimum=0.0))
+
+    def _sessions(self, instance: Instance) -> tuple[int, dict]:
+        R, diag = resolve_sessions(instance, self.sessions, self.arrival_rate_per_s, self.allocation_delay_s)
+        diag["sessions"] = R
+        return R, diag
+
+
+class CGBPPlacement(CGBPSessionsOptions):
     """CG-BP as a placement policy (``cg-bp``, family ``proposed``), cache policy ``leftover``.
 
     Options: ``sessions`` (int or ``"auto"``: the |R| rule with the scenario's λ and its allocation
@@ -299,15 +319,10 @@ class CGBPPlacement:
 
     def __init__(self, sessions: int | str = "auto", arrival_rate_per_s: float | None = None,
                  allocation_delay_s: float | None = None):
-        self.sessions = _sessions_option(self.name, sessions)
-        self.arrival_rate_per_s = (None if arrival_rate_per_s is None else
-                                   _check_number(self.name, "arrival_rate_per_s", arrival_rate_per_s,
-                                                 minimum=0.0, exclusive=True))
-        self.allocation_delay_s = (None if allocation_delay_s is None else
-                                   _check_number(self.name, "allocation_delay_s", allocation_delay_s, minimum=0.0))
+        self._init_sessions(sessions, arrival_rate_per_s, allocation_delay_s)
 
     def solve(self, instance: Instance) -> tuple[CGBPSolution, dict[str, Any]]:
-        R, diag = resolve_sessions(instance, self.sessions, self.arrival_rate_per_s, self.allocation_delay_s)
+        R, diag = self._sessions(instance)
         problem = OfflineProblem.from_instance(instance, 1)
         return cg_bp(problem, R), diag
 
@@ -319,6 +334,6 @@ class CGBPPlacement:
         return PlacementResult(sol.placement, CachePolicy(), diag)
 
 
-__all__ = ["CGBPPlacement", "CGBPSolution", "SessionsRule", "cg_bp", "cg_bprr", "choose_sessions",
+__all__ = ["CGBPPlacement", "CGBPSessionsOptions", "CGBPSolution", "SessionsRule", "cg_bp", "cg_bprr", "choose_sessions",
            "conservative_counts", "corollary1_feasible", "lone_request_time_s", "r_max", "resolve_sessions",
            "sessions_rule", "tilde_order"]

@@ -71,10 +71,13 @@ class WSRRRouter:
         try:
             return dag.shortest(cost)[0]
         except NoFeasibleChain:
-            # every chain waits forever: hand the statically cheapest one to the simulator, which
-            # records the request as rejected (insufficient_memory); with no chain at all this
-            # raises NoFeasibleChain again
-            return dag.shortest(HopCost(static.fixed_s, static.per_block_s, sink_s=self._sink))[0]
+            return self._statically_cheapest(dag, static)
+
+    def _statically_cheapest(self, dag, static: HopCost) -> Route:
+        """Every chain waits forever: hand the statically cheapest one to the simulator, which records
+        the request as rejected (insufficient_memory); with no chain at all this raises
+        NoFeasibleChain again."""
+        return dag.shortest(HopCost(static.fixed_s, static.per_block_s, sink_s=self._sink))[0]
 
 
 __all__ = ["LAST_HOP_S", "WSRRRouter"]
