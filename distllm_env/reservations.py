@@ -82,6 +82,10 @@ class CalendarBook:
                 return t
             t = t_next
 
+    def earliest_starts(self, now: float, hop_sets, durations) -> list[float | None]:
+        """:meth:`earliest_start` for several candidate chains."""
+        return [self.earliest_start(now, hops, d) for hops, d in zip(hop_sets, durations)]
+
     def commit(self, decided_at: float, start: float, end: float, hops: Hops) -> None:
         for j, need in hops:
             times, levels = self.times[j], self.levels[j]
@@ -173,6 +177,22 @@ class PublishedBook:
             start = max(start, s)
         return start
 
+    def earliest_starts(self, now: float, hop_sets, durations) -> list[float | None]:
+        """:meth:`earliest_start` for several candidate chains; a (server, bytes) hop shared by
+        several candidates is evaluated once (durations do not matter under this accounting)."""
+        memo: dict = {}
+        out = []
+        for hops in hop_sets:
+            start = now
+            for key in hops:
+                h = memo[key] if key in memo else memo.setdefault(key, self.hop_start(key[0], key[1], now))
+                if h is None:
+                    start = None
+                    break
+                start = max(start, h)
+            out.append(start)
+        return out
+
     def fits(self, t: float, hops: Hops, duration: float) -> bool:
         return all(self.free_bytes(j, t) >= need for j, need in hops)
 
@@ -228,11 +248,13 @@ def backoff_instants_s(cap_s: float = 60.0):
         step = min(step * 2.0, cap_s)
 
 
-def start_with_backoff(book, arrival: float, hops: Hops, duration: float, cap_s: float = 60.0) -> float | None:
+def start_with_backoff(book, arrival: float, hops: Hops, duration: float, cap_s: float = 60.0,
+                       earliest: float | None = None) -> float | None:
     """The start under PETALS back-off: the first retry instant at or after the earliest feasible
     start at which the chain fits; re-checked, and moved on to later instants while it does not
-    (CONTRACTS.md §8).  ``None`` if the request can never fit."""
-    start = book.earliest_start(arrival, hops, duration)
+    (CONTRACTS.md §8).  ``None`` if the request can never fit.  ``earliest`` passes an already
+    computed ``book.earliest_start(arrival, hops, duration)``."""
+    start = book.earliest_start(arrival, hops, duration) if earliest is None else earliest
     instants = backoff_instants_s(cap_s)
     t = next(instants)
     while start is not None:

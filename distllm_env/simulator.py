@@ -182,16 +182,29 @@ class Simulation:
         hold = lead + service
         per_block = inst.model.kv_bytes_per_block(request.prompt_tokens, request.output_tokens)
         hops = tuple((int(j), int(m) * per_block) for j, m in zip(servers, blocks))
-        arrival = self.now_s
-        if self.backoff:
-            start = start_with_backoff(self.book, arrival, hops, hold)
-        else:
-            start = self.book.earliest_start(arrival, hops, hold)
+        start = self.start_s(hops, hold)
         if start is None:
             return Outcome(None, math.nan, math.nan, service, hold, hops)
         completion = start + hold                       # exactly the reserved interval's end
         # first token ≤ completion also in floating point (equal when l_out = 1)
         return Outcome(start, min(start + lead + first_token, completion), completion, service, hold, hops)
+
+    def start_s(self, hops, hold_s: float) -> float | None:
+        """The start a request needing ``hops`` ((server, bytes) pairs) for ``hold_s`` seconds gets if
+        committed now: the earliest feasible start on the reservation book, rounded up to PETALS'
+        back-off instants when back-off is on; ``None`` if it can never fit."""
+        if self.backoff:
+            return start_with_backoff(self.book, self.now_s, hops, hold_s)
+        return self.book.earliest_start(self.now_s, hops, hold_s)
+
+    def start_times_s(self, hop_sets, holds_s) -> list[float | None]:
+        """:meth:`start_s` of several candidate chains at once (hops shared between candidates are
+        evaluated once where the accounting allows)."""
+        raw = self.book.earliest_starts(self.now_s, hop_sets, holds_s)
+        if not self.backoff:
+            return raw
+        return [None if r is None else start_with_backoff(self.book, self.now_s, h, d, earliest=r)
+                for r, h, d in zip(raw, hop_sets, holds_s)]
 
     def commit(self, request: Request, route: Route) -> RequestRecord:
         """Route ``request`` on ``route``: reserve its memory and record its times.  A route that can

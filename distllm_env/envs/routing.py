@@ -38,15 +38,6 @@ from .base import COMMON_CONFIG, DistLLMEnv, _float_at_least, _int_at_least, _op
 from .render import bar, coverage_load_rgb
 from .spaces import Feature, ObsLayout
 
-from ..reservations import PublishedBook
-
-try:  # the core's start rule (CONTRACTS.md §8 back-off); see RequestRoutingEnv._start_s
-    from ..reservations import backoff_instants_s as _backoff_instants
-    from ..reservations import start_with_backoff as _start_with_backoff
-except ImportError:  # pragma: no cover - older core: fall back to Simulation.evaluate
-    _start_with_backoff = _backoff_instants = None
-
-
 def _cache_policy(key: str, value: Any) -> Any:
     if value is None:
         return None
@@ -194,17 +185,6 @@ class RequestRoutingEnv(DistLLMEnv):
         self._cand_cache[key] = entry
         return entry
 
-    def _start_s(self, k: int) -> float | None:
-        """The start the simulator would give the current request on candidate k now: exactly the rule
-        of :meth:`Simulation.evaluate` (earliest start on the reservation book, rounded up to PETALS'
-        back-off instants when back-off is on), without recomputing the static service time."""
-        sim, c = self.sim, self._cands
-        if _start_with_backoff is None:  # pragma: no cover - older core
-            return sim.evaluate(self.request, c.routes[k]).start_s
-        if sim.backoff:
-            return _start_with_backoff(sim.book, sim.now_s, c.hops[k], c.hold_s[k])
-        return sim.book.earliest_start(sim.now_s, c.hops[k], c.hold_s[k])
-
     def _advance(self) -> None:
         """Pop events up to the next arrival and compute its candidates and their start times.  A
         request with no feasible chain at all (every chain has an infinite cost, e.g. a client cut off
@@ -224,40 +204,8 @@ class RequestRoutingEnv(DistLLMEnv):
                 self._routed += 1
                 self._skipped += 1
                 continue
-            self._starts = self._compute_starts()
+            self._starts = self.sim.start_times_s(self._cands.hops, self._cands.hold_s)
             return
-
-    def _compute_starts(self) -> list[float | None]:
-        """Start times of every candidate (:meth:`_start_s`).  Under the ``published`` book a chain's
-        start is the maximum over its hops of :meth:`PublishedBook.hop_start` (its
-        ``earliest_start``), rounded up to the first back-off instant at or after it; the book's free
-        bytes only grow with time, so that instant always fits (the re-check of ``start_with_backoff``
-        passes).  Hop starts are shared between candidates, so they are computed once per (server,
-        bytes).  tests/test_envs_routing.py checks every start against ``Simulation.evaluate``."""
-        sim, c = self.sim, self._cands
-        book = sim.book
-        if not (isinstance(book, PublishedBook) and hasattr(book, "hop_start") and _backoff_instants is not None):
-            return [self._start_s(k) for k in range(len(c.routes))]
-        now, memo, out = sim.now_s, {}, []
-        for hops in c.hops:
-            start = now
-            for key in hops:
-                h = memo.get(key, -1.0)
-                if h == -1.0:
-                    h = memo[key] = book.hop_start(key[0], key[1], now)
-                if h is None:
-                    start = None
-                    break
-                if h > start:
-                    start = h
-            if start is not None and sim.backoff and start > now:
-                instants = _backoff_instants()
-                t = next(instants)
-                while now + t < start:
-                    t = next(instants)
-                start = now + t
-            out.append(start)
-        return out
 
     # -- stepping ----------------------------------------------------------------------------------
     def _apply(self, action: int) -> tuple[float, bool, dict]:
