@@ -1,0 +1,104 @@
+"""Building (vectorised) environments for training and evaluation.
+
+Every env is made with the module-prefixed id ``distllm_env:<id>`` so that worker processes
+(``SubprocVecEnv``, Ray env runners) import the package and find the registration
+(gym_ecosystem.md §0 item 2).  The factory is a picklable :class:`EnvFactory`, not a closure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import gymnasium as gym
+
+from ..errors import ScenarioError
+from .wrappers import EVAL_SEED_BASE, TrainingSeeds, apply_wrappers
+
+
+def module_id(env_id: str) -> str:
+    """``distllm/X-v0`` → ``distllm_env:distllm/X-v0`` (ids that already carry a module are kept)."""
+    return env_id if ":" in env_id else f"distllm_env:{env_id}"
+
+
+def check_env_id(env_id: str, flag: str = "--env") -> str:
+    """The id without a module prefix; :class:`ScenarioError` if it is not a registered id."""
+    import distllm_env  # noqa: F401  (registers the ids)
+
+    bare = env_id.split(":", 1)[1] if ":" in env_id else env_id
+    if bare not in gym.registry:
+        from ..envs import registered_ids
+
+        raise ScenarioError(flag, f"unknown environment id {env_id!r}; expected one of {registered_ids()}")
+    return bare
+
+
+def decision_of(env_id: str) -> str:
+    """``RequestRouting`` / ``BlockPlacement`` / ``ClientSplit``: the decision of a registered id (from its
+    entry point; a user's own id returns its entry point's class name)."""
+    from ..envs import ENTRY_POINTS
+
+    ep = str(gym.spec(check_env_id(env_id)).entry_point)
+    for name, target in ENTRY_POINTS.items():
+        if ep == target:
+            return name
+    return ep.rsplit(":", 1)[-1]
+
+
+@dataclass
+class EnvFactory:
+    """Picklable constructor of one (wrapped) training or evaluation env.
+
+    ``scenario=None`` keeps the id's own scenario (a preset id's, else the env's default);
+    ``seed_range`` wraps the env in :class:`TrainingSeeds` (None: plain ``reset(seed=…)`` semantics);
+    ``monitor`` wraps it in SB3's ``Monitor`` (last, so episode statistics see the final rewards)."""
+
+    env_id: str
+    scenario: Any = None
+    overrides: Sequence[str] = ()
+    config: Mapping[str, Any] = field(default_factory=dict)
+    wrappers: Sequence[Mapping[str, Any]] = ()
+    seed_range: tuple[int, int] | None = (0, EVAL_SEED_BASE)
+    monitor: bool = False
+    monitor_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def kwargs(self) -> dict:
+        kw: dict[str, Any] = {}
+        if self.scenario is not None:
+            kw["scenario"] = self.scenario
+        if self.overrides:
+            kw["overrides"] = list(self.overrides)
+        if self.config:
+            kw["config"] = dict(self.config)
+        return kw
+
+    def raw(self) -> gym.Env:
+        """The env as ``gym.make`` returns it (no wrappers of ours)."""
+        return gym.make(module_id(self.env_id), **self.kwargs())
+
+    def __call__(self) -> gym.Env:
+        env = apply_wrappers(self.raw(), self.wrappers)
+        if self.seed_range is not None:
+            env = TrainingSeeds(env, *self.seed_range)
+        if self.monitor:
+            from stable_baselines3.common.monitor import Monitor
+
+            env = Monitor(env, **dict(self.monitor_kwargs))
+        return env
+
+
+def make_vec_env(factory: EnvFactory, n_envs: int, vec_env: str = "dummy", seed: int | None = None):
+    """An SB3 ``DummyVecEnv`` / ``SubprocVecEnv`` of ``n_envs`` copies of ``factory``; ``seed`` seeds the
+    first reset of env i with ``seed + i`` (SB3's ``VecEnv.seed``)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    if vec_env not in ("dummy", "subproc"):
+        raise ScenarioError("--vec-env", f"expected 'dummy' or 'subproc', got {vec_env!r}")
+    fns = [factory] * int(n_envs)
+    venv = SubprocVecEnv(fns, start_method="spawn") if vec_env == "subproc" and n_envs > 1 else DummyVecEnv(fns)
+    if seed is not None:
+        venv.seed(seed)
+    return venv
+
+
+__all__ = ["EnvFactory", "check_env_id", "decision_of", "make_vec_env", "module_id"]

@@ -1,0 +1,211 @@
+"""Wrappers for training (docs/agents.md).
+
+* :class:`RoutingFeatures` — a scale-free observation for ``distllm/RequestRouting-*``: per candidate
+  chain its expected completion relative to the best candidate, its static cost and wait relative to
+  that best, the free KV memory along it, and a few global load features.  It is a pure function of
+  the env's own observation, so a policy trained on one scenario can run on another.
+* :class:`TrainingSeeds` — every reset draws the scenario seed from ``[low, high)`` (default
+  ``[0, 10 000)``: training never touches the held-out evaluation seeds, CONTRACTS.md §5).
+* :class:`MaskInObservation` — ``Dict({"observations": flat Box, "action_mask": Box{0,1}^n})``, the
+  RLlib action-masking convention (gym_ecosystem.md §1.10 item 3).
+
+All three are ``gymnasium`` wrappers that keep ``action_masks()`` reachable through
+``env.get_wrapper_attr("action_masks")`` (what sb3-contrib's MaskablePPO calls).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from ..errors import PolicyLoadError, ScenarioError
+
+#: seeds at or above this are held out for evaluation (CONTRACTS.md §5)
+EVAL_SEED_BASE = 10_000
+
+
+class TrainingSeeds(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Draw every episode's scenario seed uniformly from ``[low, high)``.
+
+    ``reset(seed=s)`` re-seeds the wrapper's own generator with ``s`` and then draws; ``reset()``
+    draws from the generator as it stands.  So a seeded first reset (SB3's ``venv.seed``) makes every
+    later episode reproducible, and no scenario seed ≥ ``high`` is ever used."""
+
+    def __init__(self, env: gym.Env, low: int = 0, high: int = EVAL_SEED_BASE):
+        gym.utils.RecordConstructorArgs.__init__(self, low=low, high=high)
+        gym.Wrapper.__init__(self, env)
+        if not (isinstance(low, (int, np.integer)) and isinstance(high, (int, np.integer)) and 0 <= low < high):
+            raise ScenarioError("training_seeds", f"expected integers 0 ≤ low < high, got [{low}, {high})")
+        self.low, self.high = int(low), int(high)
+        self._rng = np.random.default_rng()
+        self.episode_seeds: list[int] = []
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        s = int(self._rng.integers(self.low, self.high))
+        self.episode_seeds.append(s)
+        if len(self.episode_seeds) > 1000:
+            del self.episode_seeds[:500]
+        return self.env.reset(seed=s, options=options)
+
+    def action_masks(self) -> np.ndarray:
+        return self.env.get_wrapper_attr("action_masks")()
+
+
+class RoutingFeatures(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Scale-free observation for ``distllm/RequestRouting-*`` (a flat ``Box``; use ``MlpPolicy``).
+
+    From the env's observation (docs/envs.md), with T_k = ``cand_static_s[k]`` + ``cand_wait_s[k]``
+    (start − now + session time: the candidate's completion − now, up to the request's constant
+    initial and allocation delays) and T* = min over valid candidates of T_k, each of the K candidates
+    gets ``PER_CAND`` features:
+
+    0. valid (``cand_mask`` × ``cand_fits``);
+    1. T_k / T* − 1 (0 for the best candidate; its extra per-token time in units of the best);
+    2. ``cand_static_s[k]`` / T*;
+    3. ``cand_wait_s[k]`` / T*;
+    4. 1 if T_k = T* (a best candidate);
+    5. rank of T_k among the valid candidates / K;
+    6. hops / ``max_hops``;
+    7. least ``server_free_frac`` over the chain's servers;
+    8. block-weighted mean ``server_free_frac`` over the chain;
+    9. least time to the next release over the chain's servers / T*;
+    10. 1 if the candidate has the least wait among the valid candidates;
+    11. 1 if it is the statically cheapest of those least-waiting candidates (the rule "wait as little
+        as possible, then be fast", which under the ``published`` reservation accounting — a waiting
+        request holds its slots — can beat "finish first" (features 1 and 4) for the requests behind).
+
+    Global features: ``progress``, mean ``server_free_frac`` over real servers, the share of valid
+    candidates that must wait, the number of valid candidates / K, and the output length /
+    ``token_scale``.  Every feature is clipped into [0, ``clip``]."""
+
+    PER_CAND = 12
+    GLOBAL = 5
+
+    def __init__(self, env: gym.Env, clip: float = 10.0, max_hops: int = 16, token_scale: float = 1024.0):
+        gym.utils.RecordConstructorArgs.__init__(self, clip=clip, max_hops=max_hops, token_scale=token_scale)
+        gym.ObservationWrapper.__init__(self, env)
+        space = env.observation_space
+        need = ("cand_mask", "cand_static_s", "cand_wait_s", "cand_fits", "cand_hops", "cand_blocks_frac",
+                "server_mask", "server_free_frac", "server_next_release_s", "progress", "request_tokens")
+        if not isinstance(space, spaces.Dict) or any(k not in space.spaces for k in need):
+            raise ScenarioError("env_wrapper", "RoutingFeatures wraps a distllm/RequestRouting-* env (its observation "
+                                               f"needs the keys {list(need)})")
+        self.K = int(space["cand_mask"].shape[0])
+        self.S = int(space["server_mask"].shape[0])
+        self.clip, self.max_hops, self.token_scale = float(clip), float(max_hops), float(token_scale)
+        n = self.K * self.PER_CAND + self.GLOBAL
+        self.observation_space = spaces.Box(low=0.0, high=np.float32(self.clip), shape=(n,), dtype=np.float32)
+
+    def observation(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        K, S = self.K, self.S
+        valid = (np.asarray(obs["cand_mask"]) > 0.5) & (np.asarray(obs["cand_fits"]) > 0.5)
+        static = np.asarray(obs["cand_static_s"], dtype=np.float64)
+        wait = np.asarray(obs["cand_wait_s"], dtype=np.float64)
+        total = static + wait
+        feats = np.zeros((K, self.PER_CAND), dtype=np.float64)
+        n_valid = int(valid.sum())
+        if n_valid:
+            best = float(total[valid].min())
+            scale = best if best > 0 else 1.0
+            blocks = np.asarray(obs["cand_blocks_frac"], dtype=np.float64).reshape(K, S)
+            free = np.asarray(obs["server_free_frac"], dtype=np.float64)
+            nxt = np.asarray(obs["server_next_release_s"], dtype=np.float64)
+            order = np.argsort(np.where(valid, total, np.inf), kind="stable")
+            rank = np.empty(K)
+            rank[order] = np.arange(K)
+            on = blocks > 0
+            least_wait = float(wait[valid].min())
+            waits_least = valid & (wait <= least_wait + 1e-9)
+            cheapest_of_least = int(np.argmin(np.where(waits_least, static, np.inf)))
+            for k in np.flatnonzero(valid):
+                f = feats[k]
+                f[0] = 1.0
+                f[1] = total[k] / scale - 1.0
+                f[2] = static[k] / scale
+                f[3] = wait[k] / scale
+                f[4] = 1.0 if total[k] <= best * (1 + 1e-9) else 0.0
+                f[5] = rank[k] / K
+                f[6] = float(obs["cand_hops"][k]) / self.max_hops
+                if on[k].any():
+                    fr = free[on[k]]
+                    f[7] = fr.min()
+                    f[8] = float(np.average(fr, weights=blocks[k, on[k]]))
+                    f[9] = nxt[on[k]].min() / scale
+                f[10] = 1.0 if waits_least[k] else 0.0
+                f[11] = 1.0 if k == cheapest_of_least else 0.0
+        g = np.zeros(self.GLOBAL, dtype=np.float64)
+        g[0] = float(obs["progress"][0])
+        smask = np.asarray(obs["server_mask"]) > 0.5
+        g[1] = float(np.asarray(obs["server_free_frac"])[smask].mean()) if smask.any() else 0.0
+        g[2] = float((wait[valid] > 0).mean()) if n_valid else 0.0
+        g[3] = n_valid / K
+        g[4] = float(obs["request_tokens"][1]) / self.token_scale
+        out = np.concatenate([feats.ravel(), g]).astype(np.float32)
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=self.clip, neginf=0.0)
+        np.clip(out, 0.0, self.clip, out=out)
+        return out
+
+    def action_masks(self) -> np.ndarray:
+        return self.env.get_wrapper_attr("action_masks")()
+
+
+class MaskInObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Carry the action mask in the observation: ``Dict({"observations": Box, "action_mask": Box})``.
+
+    ``observations`` is the wrapped observation flattened with :func:`gymnasium.spaces.flatten` (a
+    ``Dict`` of boxes becomes one float32 vector, keys in sorted order); ``action_mask`` is
+    ``env.action_masks()`` as float32 0/1 (never all zero).  This is the convention of RLlib's
+    action-masking RL modules (gym_ecosystem.md §1.10, §5); the masking module of
+    :mod:`distllm_env.agents.rllib` adds log(mask) to the logits."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        if not isinstance(env.action_space, spaces.Discrete):
+            raise ScenarioError("env_wrapper", f"MaskInObservation needs a Discrete action space, got {env.action_space}")
+        inner = env.observation_space
+        self._inner = inner
+        flat = spaces.flatten_space(inner)
+        low = np.asarray(flat.low, dtype=np.float32)
+        high = np.asarray(flat.high, dtype=np.float32)
+        self.observation_space = spaces.Dict({
+            "observations": spaces.Box(low=low, high=high, dtype=np.float32),
+            "action_mask": spaces.Box(low=0.0, high=1.0, shape=(int(env.action_space.n),), dtype=np.float32),
+        })
+
+    def observation(self, obs: Any) -> dict[str, np.ndarray]:
+        flat = np.asarray(spaces.flatten(self._inner, obs), dtype=np.float32)
+        mask = np.asarray(self.env.get_wrapper_attr("action_masks")(), dtype=np.float32)
+        return {"observations": flat, "action_mask": mask}
+
+    def action_masks(self) -> np.ndarray:
+        return self.env.get_wrapper_attr("action_masks")()
+
+
+def load_wrapper(path: str):
+    """The wrapper class at ``module:Class`` (``module.Class`` accepted)."""
+    from ..policies import load_object
+
+    if ":" not in path:
+        mod, _, cls = path.rpartition(".")
+        path = f"{mod}:{cls}"
+    obj = load_object(path)
+    if not (isinstance(obj, type) and issubclass(obj, gym.Wrapper)) and not callable(obj):
+        raise PolicyLoadError(f"{path!r} is not a gymnasium wrapper")
+    return obj
+
+
+def apply_wrappers(env: gym.Env, wrappers: Sequence[Mapping[str, Any]]) -> gym.Env:
+    """Apply ``[{"path": "module:Class", "kwargs": {...}}, …]`` in order."""
+    for w in wrappers or ():
+        env = load_wrapper(w["path"])(env, **dict(w.get("kwargs") or {}))
+    return env
+
+
+__all__ = ["EVAL_SEED_BASE", "MaskInObservation", "RoutingFeatures", "TrainingSeeds", "apply_wrappers",
+           "load_wrapper"]

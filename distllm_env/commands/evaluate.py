@@ -1,0 +1,74 @@
+"""``distllm-env evaluate``: a trained model (or a user's policy) against every baseline of its decision
+on held-out seeds (docs/agents.md).
+
+    distllm-env evaluate --model models/routing.zip --scenario paper-gtsce --seeds 20 --out eval.png
+
+Seeds default to 10 000 … (training uses seeds below 10 000); all allocation delays are 0 (equal for
+every policy, CONTRACTS.md §4).  The model's sidecar is read and a mismatched env or observation space
+is refused (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ScenarioError
+from .common import add_format_arg, add_seeds_args, format_table, print_json, seeds_from
+
+COLUMNS = ("policy", "mean_per_token_time_s", "mean_per_token_time_s_std", "ttft_p50_s", "ttft_p95_s", "wait_mean_s",
+           "num_rejected", "algorithm_time_s")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a trained model or a user policy against the baselines",
+                       description="Evaluate a model trained with 'distllm-env train' (or a policy given by import path) "
+                                   "against every baseline of the same decision on held-out seeds (10000 and up), with "
+                                   "all allocation delays 0.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="model file PATH.zip (its sidecar PATH.json is read) or an RLlib checkpoint dir")
+    src.add_argument("--policy", help="a user policy module:Class with place(instance, rng) and/or route(request, view, rng)")
+    p.add_argument("--env", default=None, help="expected environment id (refused if the model's sidecar differs)")
+    p.add_argument("--scenario", default=None, help="preset or YAML path (default: the model's training scenario)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a scenario field (repeatable)")
+    add_seeds_args(p, default_base=10_000, default_n=5)
+    p.add_argument("--policies", default=None,
+                   help="comma-separated baselines (router or placement names, or full compare specs); default: every "
+                        "baseline of the decision")
+    p.add_argument("--out", action="append", default=[], metavar="FILE",
+                   help="write results: .png (bar chart), .json (meta, results, margins, per_seed) or .csv; repeatable")
+    add_format_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for out in args.out:
+        if not out.lower().endswith((".json", ".csv", ".png")):
+            raise ScenarioError("--out", f"expected a .json, .csv or .png file, got {out!r}")
+    from ..agents.evaluate import evaluate, write_outputs
+
+    policies = [s.strip() for s in args.policies.split(",") if s.strip()] if args.policies else None
+    res = evaluate(args.model, args.scenario, seeds_from(args), policy=args.policy, overrides=args.overrides,
+                   policies=policies, env_id=args.env)
+    written = write_outputs(res, args.out)
+    if args.format == "json":
+        print_json(res.to_dict())
+        return 0
+    m = res.compare.meta
+    print(f"scenario {m['scenario']} (hash {m['scenario_hash']}), seeds {res.compare.seeds[0]}…{res.compare.seeds[-1]}, "
+          f"allocation delays: none (equal for all policies)")
+    if res.model:
+        print(f"model {res.model['model']}: {res.model['algo']} on {res.model['env_id']}, trained on "
+              f"{res.model.get('scenario')} for {res.model.get('timesteps')} steps")
+    print(format_table(res.compare.results, COLUMNS))
+    print()
+    rows = [{"baseline": r["baseline"], "reduction": f"{r['reduction']:+.1%}", "learned_s": r["learned_mean_s"],
+             "baseline_s": r["baseline_mean_s"], "seeds_won": r["seeds_won"], "seeds_tied": r["seeds_tied"]}
+            for r in res.margins]
+    print(f"{res.policy_label} vs each baseline (reduction = 1 − policy/baseline mean per-token time; positive = faster):")
+    print(format_table(rows))
+    for n in res.notes:
+        print(f"note: {n}")
+    for w in written:
+        print(f"wrote {w}")
+    return 0
