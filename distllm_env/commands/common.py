@@ -34,6 +34,21 @@ def add_format_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
 
 
+RESULT_SUFFIXES = (".json", ".csv", ".png")
+
+
+def add_results_out_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--out", action="append", default=[], metavar="FILE",
+                   help=f"write results: {what}; repeatable")
+
+
+def check_results_out(outs) -> None:
+    """Every --out path must end in .json, .csv or .png."""
+    for out in outs:
+        if not out.lower().endswith(RESULT_SUFFIXES):
+            raise ScenarioError("--out", f"expected a .json, .csv or .png file, got {out!r}")
+
+
 def seeds_from(args) -> list[int]:
     if args.seeds < 1:
         raise ScenarioError("--seeds", f"expected N ≥ 1, got {args.seeds}")

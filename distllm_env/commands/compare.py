@@ -6,7 +6,8 @@ import argparse
 
 from ..compare import RESULT_COLUMNS, compare
 from ..errors import ScenarioError
-from .common import add_format_arg, add_scenario_args, add_seeds_args, format_table, print_json, seeds_from
+from .common import (add_format_arg, add_results_out_arg, add_scenario_args, add_seeds_args, check_results_out,
+                     format_table, print_json, seeds_from)
 
 
 def register(sub) -> None:
@@ -20,16 +21,13 @@ def register(sub) -> None:
     p.add_argument("--allocation-delays", choices=("auto", "scenario", "zero"), default="auto",
                    help="auto: the scenario's per-family delays unless a user/learned policy takes part (then 0); "
                         "scenario: always the scenario's; zero: none")
-    p.add_argument("--out", action="append", default=[], metavar="FILE",
-                   help="write results: .json (meta, results, per_seed), .csv (results) or .png (bar chart); repeatable")
+    add_results_out_arg(p, ".json (meta, results, per_seed), .csv (results) or .png (bar chart)")
     add_format_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    for out in args.out:
-        if not out.lower().endswith((".json", ".csv", ".png")):
-            raise ScenarioError("--out", f"expected a .json, .csv or .png file, got {out!r}")
+    check_results_out(args.out)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not policies:
         raise ScenarioError("--policies", "expected at least one policy")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ScenarioError
-from .common import add_format_arg, add_seeds_args, format_table, print_json, seeds_from
+from .common import (add_format_arg, add_results_out_arg, add_seeds_args, check_results_out, format_table,
+                     print_json, seeds_from)
 
 COLUMNS = ("policy", "mean_per_token_time_s", "mean_per_token_time_s_std", "ttft_p50_s", "ttft_p95_s", "wait_mean_s",
            "num_rejected", "algorithm_time_s")
@@ -35,16 +36,13 @@ def register(sub) -> None:
     p.add_argument("--policies", default=None,
                    help="comma-separated baselines (router or placement names, or full compare specs); default: every "
                         "baseline of the decision")
-    p.add_argument("--out", action="append", default=[], metavar="FILE",
-                   help="write results: .png (bar chart), .json (meta, results, margins, per_seed) or .csv; repeatable")
+    add_results_out_arg(p, ".png (bar chart), .json (meta, results, margins, per_seed) or .csv")
     add_format_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    for out in args.out:
-        if not out.lower().endswith((".json", ".csv", ".png")):
-            raise ScenarioError("--out", f"expected a .json, .csv or .png file, got {out!r}")
+    check_results_out(args.out)
     from ..agents.evaluate import evaluate, write_outputs
 
     policies = [s.strip() for s in args.policies.split(",") if s.strip()] if args.policies else None
