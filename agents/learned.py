@@ -21,7 +21,7 @@ delay (the env default), so the caller must not either: :func:`~distllm_env.comp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 

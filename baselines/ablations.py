@@ -27,7 +27,7 @@ from distllm_env.view import ClusterView
 from distllm_env.workload import Request
 
 from .cg_bp import CGBPSessionsOptions, conservative_counts, tilde_order
-from .petals import PetalsPlacement, _check_number, petals_counts
+from .petals import PetalsPlacement, petals_counts
 from .ws_rr import WSRRRouter
 
 

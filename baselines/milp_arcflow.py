@@ -90,7 +90,7 @@ class ArcFlowModel:
         s_m, s_c = int(P.block_bytes), int(P.kv_block_bytes)
         M = P.memory_bytes
         n_req = P.requests
-        self.host_len = host_len = host_max_blocks(P)
+        self.host_len = host_max_blocks(P)
         self.hop_len = hop_len = max_hop_blocks(P)
         m = self.model = MIPModel()
         self.slots = slots = lambda j, ell: int((int(M[j]) - s_m * ell) // s_c)  # noqa: E731

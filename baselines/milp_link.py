@@ -212,7 +212,6 @@ class LinkModel:
         return placement, routes
 
     def encode(self, placement: Placement, routes) -> np.ndarray | None:
-        P = self.problem
         v = np.zeros(self.model.num_vars)
         a = np.array([s + 1 if cnt > 0 else 1 for s, cnt in placement.pairs()], dtype=float)
         mm = placement.count_array.astype(float)

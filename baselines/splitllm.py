@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from distllm_env.errors import PolicyLoadError, ScenarioError
-from distllm_env.split.profile import (CLIENT, SERVER, LayerProfile, SplitPlan, check_sla, make_plan, meets_sla,
+from distllm_env.split.profile import (CLIENT, SERVER, LayerProfile, SplitPlan, check_sla, make_plan,
                                        server_only_plan)
 
 DEFAULT_BUDGET_STEPS = 1000

@@ -16,7 +16,7 @@ earliest start at which every hop of a chain has room, whether a start time fits
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from typing import Sequence
 
 import numpy as np

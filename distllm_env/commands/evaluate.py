@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ScenarioError
 from .common import (add_format_arg, add_results_out_arg, add_seeds_args, check_results_out, format_table,
                      print_json, seeds_from)
 
