@@ -146,21 +146,31 @@ class _GivenPlacement:
         return self.result
 
 
-class LearnedRouter:
+class _LearnedPolicy:
+    """A trained model of one decision (``decision``) used as a simulator policy, family ``default``."""
+
+    family = "default"
+    decision: str
+
+    def __init__(self, model: "LearnedModel | str | Path", deterministic: bool = True, name: str | None = None):
+        self.model = _as_model(model)
+        if self.model.decision != self.decision:
+            raise ScenarioError("--model", f"{self.model.path} was trained on {self.model.env_id}, not on a "
+                                           f"{self.decision} env")
+        self.deterministic = deterministic
+        self.name = name or f"learned:{self.model.name}"
+
+
+class LearnedRouter(_LearnedPolicy):
     """A trained ``distllm/RequestRouting-*`` model as a routing policy (see the module docstring).
 
     ``place(instance, rng)`` runs the placement the model was trained with (the sidecar's
     ``config["placement"]``, else the scenario's default), so ``compare()`` pairs the router with it."""
 
-    family = "default"
+    decision = "RequestRouting"
 
     def __init__(self, model: "LearnedModel | str | Path", deterministic: bool = True, name: str | None = None):
-        self.model = _as_model(model)
-        if self.model.decision != "RequestRouting":
-            raise ScenarioError("--model", f"{self.model.path} was trained on {self.model.env_id}, not on a "
-                                           "RequestRouting env")
-        self.deterministic = deterministic
-        self.name = name or f"learned:{self.model.name}"
+        super().__init__(model, deterministic, name)
         self._view = None
         self._env = None
         self._obs = None
@@ -215,21 +225,16 @@ class LearnedRouter:
         return routes[int(info["action"])]
 
 
-class LearnedPlacement:
+class LearnedPlacement(_LearnedPolicy):
     """A trained ``distllm/BlockPlacement-*`` model as a placement policy: ``place(instance, rng)`` plays
     one episode of the env on ``instance``'s scenario and seed and returns the resulting placement
     (with the env's ``cache_policy``).  ``route`` is the env's end-of-episode router, so ``compare()``
     evaluates the placement as the env did during training."""
 
-    family = "default"
+    decision = "BlockPlacement"
 
     def __init__(self, model: "LearnedModel | str | Path", deterministic: bool = True, name: str | None = None):
-        self.model = _as_model(model)
-        if self.model.decision != "BlockPlacement":
-            raise ScenarioError("--model", f"{self.model.path} was trained on {self.model.env_id}, not on a "
-                                           "BlockPlacement env")
-        self.deterministic = deterministic
-        self.name = name or f"learned:{self.model.name}"
+        super().__init__(model, deterministic, name)
         self._router = None
         self._router_scenario = None
 
