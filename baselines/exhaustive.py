@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from distllm_env.chains import Hop, Route, hop_feasible
 from distllm_env.errors import PlacementError
 from distllm_env.offline import OfflineProblem
+from distllm_env.perf import decode_hop_cost_s
 from distllm_env.placement import Placement
 
 
@@ -175,7 +176,7 @@ def _solve_fixed(problem: OfflineProblem, placement: Placement):
             for i in picks:
                 for j, f, l in chains[i]:
                     free[j] -= s_c * (l - f + 1)
-                    cost += problem.token_cost_s[c, j] + problem.tau_s[j] * (l - f + 1)
+                    cost += decode_hop_cost_s(problem.token_cost_s[c, j], problem.tau_s[j], l - f + 1)
                 routes.append((c, Route(tuple(Hop(j, f, l) for j, f, l in chains[i]))))
         if min(free) >= 0 and cost < best[0]:
             best = [cost, routes]

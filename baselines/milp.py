@@ -591,8 +591,7 @@ class RoutingILPRouter:
     def _route_ilp(request: Request, view: ClusterView, dag: ChainDAG, allowed: np.ndarray) -> Route | None:
         """(19) for one request by HiGHS: binary x_e on allowed edges, unit flow, min decode cost."""
         m = MIPModel()
-        dst = dag.edge_dst_server
-        cost = view.token_cost_s[request.client, dst] + view.tau_decode_s[dst] * dag.edge_blocks
+        cost = dag.edge_weights(view.decode_cost(request.client))
         x = m.add_vars(dag.num_edges, 0, allowed.astype(float), np.where(allowed, cost, 0.0), integer=True)
         sinks = np.flatnonzero(dag.to_sink)
         z = m.add_vars(len(sinks), 0, 1, 0.0, integer=True)

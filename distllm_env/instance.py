@@ -115,9 +115,11 @@ class Instance:
         return prefill_comm_s(self.rtt_s, self.prefill_overhead_slope_s, self.prefill_overhead_intercept_s,
                               prompt_tokens)
 
-    def tau_prefill_s(self, prompt_tokens: int) -> np.ndarray:
-        """τ^I_j(l_in) for every server, shape (N,)."""
-        return self.prefill_slope_s * prompt_tokens + self.prefill_intercept_s
+    def tau_prefill_s(self, prompt_tokens: int, servers=None) -> np.ndarray:
+        """τ^I_j(l_in) = slope_j · l_in + intercept_j for every server (shape (N,)), or for ``servers``."""
+        if servers is None:
+            return self.prefill_slope_s * prompt_tokens + self.prefill_intercept_s
+        return self.prefill_slope_s[servers] * prompt_tokens + self.prefill_intercept_s[servers]
 
     def derived_calibrations(self) -> list[str]:
         """Names of the derived (model, GPU) pairs this instance uses."""

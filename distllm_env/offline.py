@@ -16,6 +16,7 @@ import numpy as np
 
 from .chains import Route, check_route
 from .instance import Instance
+from .perf import decode_hop_cost_s
 from .placement import Placement
 
 
@@ -76,7 +77,8 @@ class OfflineProblem:
 
     def chain_cost_s(self, route: Route, client: int) -> float:
         """Per-token decode cost of one route: Σ_hops (t_cj + τ_j·m_ij)."""
-        return float(sum(self.token_cost_s[client, h.server] + self.tau_s[h.server] * h.blocks for h in route.hops))
+        return float(sum(decode_hop_cost_s(self.token_cost_s[client, h.server], self.tau_s[h.server], h.blocks)
+                         for h in route.hops))
 
     def objective_s(self, placement: Placement, routes: Sequence[tuple[int, Route]]) -> float:
         """l_max · Σ_r per-token cost of request r's route; ``routes`` lists (client, route) per request.

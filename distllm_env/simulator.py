@@ -34,7 +34,7 @@ from .chains import Route, check_route
 from .errors import DistLLMError, RouteError
 from .instance import Instance
 from .placement import PlacementResult, check_memory
-from .perf import decode_hop_cost_s, prefill_hop_cost_s, service_time_s
+from .perf import decode_hop_cost_s, prefill_comm_s, prefill_hop_cost_s, service_time_s
 from .reservations import make_book, start_with_backoff
 from .view import ClusterView
 from .workload import Request
@@ -166,11 +166,9 @@ class Simulation:
         c = request.client
         servers = np.fromiter((h.server for h in route.hops), dtype=np.int64, count=len(route.hops))
         blocks = np.fromiter((h.blocks for h in route.hops), dtype=np.int64, count=len(route.hops))
-        rtt = inst.rtt_s[c, servers]
-        prefill_comm = rtt + inst.prefill_overhead_slope_s * request.prompt_tokens + inst.prefill_overhead_intercept_s
-        prefill_hops = prefill_hop_cost_s(prefill_comm,
-                                          inst.prefill_slope_s[servers] * request.prompt_tokens
-                                          + inst.prefill_intercept_s[servers], blocks)
+        prefill_comm = prefill_comm_s(inst.rtt_s[c, servers], inst.prefill_overhead_slope_s,
+                                      inst.prefill_overhead_intercept_s, request.prompt_tokens)
+        prefill_hops = prefill_hop_cost_s(prefill_comm, inst.tau_prefill_s(request.prompt_tokens, servers), blocks)
         decode_hops = decode_hop_cost_s(inst.token_cost_s[c, servers], inst.tau_decode_s[servers], blocks)
         first_token = float(np.sum(prefill_hops))
         service = service_time_s(prefill_hops, decode_hops, request.output_tokens)
