@@ -3,7 +3,7 @@ docs/agents.md).
 
 * :func:`train` (``distllm-env train``) — PPO, MaskablePPO, A2C, DQN with RL-Zoo-format YAML
   hyper-parameters (``agents/<algo>.yml``), vectorised envs, progress bar, TensorBoard, checkpoints and
-  the sidecar ``PATH.json`` (CONTRACTS.md §5);
+  the sidecar ``PATH.json`` (docs/contracts.md §5);
 * :func:`evaluate` (``distllm-env evaluate``) — a model or a user policy against every baseline of its
   decision on held-out seeds (≥ 10 000), equal (zero) allocation delays, table + PNG;
 * :class:`LearnedModel`, :class:`LearnedEnvPolicy`, :class:`LearnedRouter`, :class:`LearnedPlacement` —
@@ -13,11 +13,19 @@ docs/agents.md).
 * :mod:`distllm_env.agents.rllib` — ``train_rllib``, ``MaskedPPOTorchRLModule``, ``register_rllib_env``.
 
 torch, SB3 and Ray are imported only by the functions that need them; names are resolved lazily.
+
+``train`` and ``evaluate`` are both functions of this package and the names of the submodules that
+define them.  The package attribute is always the *function*: importing the submodule (``import
+distllm_env.agents.train``, ``from distllm_env.agents.train import TRAIN_SEED_RANGE``) does not
+replace it (Python's import system would, so that a second ``from distllm_env.agents import train``
+returned the module).  The submodules stay reachable through ``sys.modules`` and ``from … import``.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 _EXPORTS = {
     "train": "train", "TrainResult": "train",
@@ -42,5 +50,21 @@ def __getattr__(name: str):
 def __dir__():
     return sorted(list(globals()) + list(_EXPORTS))
 
+
+#: exported functions that share their name with the submodule defining them
+_SHADOWED = frozenset(n for n, mod in _EXPORTS.items() if n == mod)
+
+
+class _AgentsPackage(types.ModuleType):
+    """The package's module type: the import system's ``setattr(package, "train", <submodule>)`` after a
+    submodule import is ignored for the names in :data:`_SHADOWED`, so they stay the functions."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _AgentsPackage
 
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,7 @@
 
 Every env is made with the module-prefixed id ``distllm_env:<id>`` so that worker processes
 (``SubprocVecEnv``, Ray env runners) import the package and find the registration
-(gym_ecosystem.md §0 item 2).  The factory is a picklable :class:`EnvFactory`, not a closure.
+(docs/architecture.md item 2).  The factory is a picklable :class:`EnvFactory`, not a closure.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 :func:`evaluate` runs the learned policy (:func:`~.learned.learned_policy`: a routing or placement
 policy driven by the model) and every baseline of the same decision through
 :func:`distllm_env.compare.compare` on paired held-out seeds (default 10 000 …), with **equal (zero)
-allocation delays** for all policies (CONTRACTS.md §4), and reports, per baseline, the relative
+allocation delays** for all policies (docs/contracts.md §4), and reports, per baseline, the relative
 reduction of mean per-token time 1 − learned / baseline (positive = the learned policy is faster).
 
 Baselines of a decision are paired with the rest of the model's env:
@@ -28,7 +28,8 @@ import numpy as np
 
 from ..compare import CompareResult, compare
 from ..errors import PolicyLoadError, ScenarioError
-from ..policies import PLACEMENT_POLICIES, ROUTING_POLICIES, default_placement, default_routing, load_object
+from ..imports import load_object
+from ..registry import PLACEMENT_POLICIES, ROUTING_POLICIES, default_placement, default_routing
 from ..scenario import load_scenario
 from .learned import LearnedModel, learned_policy
 from .sidecar import ModelMismatchError
@@ -172,11 +173,14 @@ def _margins(res: CompareResult, label: str) -> list[dict]:
 
 
 def write_outputs(result: EvaluationResult, paths: Sequence[str | Path]) -> list[Path]:
-    """``.png``: the compare bar chart (caption: version, scenario hash, seeds, delays); ``.json``:
-    :meth:`EvaluationResult.to_dict`; ``.csv``: the results rows with ``meta`` as comment lines."""
+    """``.png``: the compare plot (paired per-seed differences against the evaluated policy, and the
+    absolute means; caption: version, scenario hash, seeds, delays); ``.json``:
+    :meth:`EvaluationResult.to_dict`; ``.csv``: the results rows as a plain table, with ``meta``,
+    ``margins`` and ``per_seed`` in the sidecar ``F.csv.json``."""
     import json
 
-    from ..outputs import json_safe
+    from ..compare import RESULT_COLUMNS
+    from ..outputs import json_safe, sidecar_json, write_csv
 
     written = []
     for p in paths:
@@ -185,7 +189,10 @@ def write_outputs(result: EvaluationResult, paths: Sequence[str | Path]) -> list
         p.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".json":
             p.write_text(json.dumps(json_safe(result.to_dict()), indent=1) + "\n")
-        elif suffix in (".png", ".csv"):
+        elif suffix == ".csv":
+            write_csv(p, result.compare.to_csv(), sidecar_json(result.meta, RESULT_COLUMNS, margins=result.margins,
+                                                               per_seed=result.compare.per_seed))
+        elif suffix == ".png":
             result.compare.write(p)
         else:
             raise ScenarioError("--out", f"expected a .png, .json or .csv file, got {str(p)!r}")

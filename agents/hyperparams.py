@@ -1,18 +1,29 @@
-"""Hyper-parameters in the RL-Zoo YAML format (docs/agents.md; reference gym_ecosystem.md §2.9).
+"""Hyper-parameters in the RL-Zoo YAML format (docs/agents.md).
 
 One file per algorithm, ``agents/<algo>.yml``, keyed by environment id, with a ``default`` entry for
 ids that have none.  Lookup order for ``--env ID``: the exact id, then the decision's base id
 (``distllm/RequestRouting-PaperGtsce-v0`` → ``distllm/RequestRouting-v0``), then ``default``.
 
 Keys follow rl-baselines3-zoo (``docs/guide/config.md`` of DLR-RM/rl-baselines3-zoo, as summarised in
-gym_ecosystem.md §2.9): constructor arguments of the algorithm, plus the zoo keys
+docs/agents.md): constructor arguments of the algorithm, plus the zoo keys
 
 * ``n_timesteps`` (used when ``--timesteps`` is not given), ``policy``, ``n_envs``;
+* ``policy``: an SB3 policy name (``MlpPolicy``, ``MultiInputPolicy``) or, as in the zoo, a dotted class
+  path such as ``sb3_contrib.common.maskable.policies.MaskableActorCriticPolicy``;
 * ``policy_kwargs``: a mapping, or a string such as ``"dict(net_arch=[64, 64], activation_fn=nn.ReLU)"``.
-  The zoo ``eval``s that string; here it is parsed with :mod:`ast` and only ``dict(...)``, literals and
-  ``nn.<Name>`` (``torch.nn`` classes) are accepted;
+  The zoo ``eval``s that string (with ``nn`` = ``torch.nn`` and ``th`` = ``torch`` in scope); here it is
+  parsed with :mod:`ast` and only ``dict(...)``, literals, ``nn.<Name>`` / ``th.nn.<Name>`` /
+  ``torch.nn.<Name>`` (``torch.nn.Module`` classes, e.g. activations) and ``th.optim.<Name>`` /
+  ``torch.optim.<Name>`` (optimizers) are accepted;
 * schedules ``lin_<value>`` (linear decay from value to 0 over training), as in the zoo;
-* ``env_wrapper``: a dotted/colon path, or a list of ``{path: kwargs}`` mappings (applied in order);
+* ``env_wrapper``: a dotted path ``module.Class`` (what the zoo's ``get_wrapper_class`` imports; the
+  shipped files use it, so they work in rl_zoo3 too; ``module:Class`` is accepted here as well), or a
+  list of such paths or ``{path: kwargs}`` mappings, applied in order;
+
+**The YAML is data** (README, "Trust boundary"): class paths in it are resolved only from an
+allow-list (:data:`ALLOWED_WRAPPER_MODULES` for ``env_wrapper``, :data:`ALLOWED_POLICY_PACKAGES` for a
+dotted ``policy``, ``torch.nn`` / ``torch.optim`` classes in ``policy_kwargs``), unless the user opts in
+with ``allow_imports=True`` (CLI ``--allow-import``).  Nothing is ``eval``-ed.
 * ``env_kwargs``: keyword arguments of ``gym.make`` (for these envs ``config`` and ``overrides``);
 * ``monitor_kwargs``: keyword arguments of SB3's ``Monitor``.
 
@@ -50,17 +61,23 @@ UNSUPPORTED_ZOO_KEYS = ("normalize", "frame_stack", "vec_env_wrapper", "callback
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent
 
+#: modules whose classes ``env_wrapper`` may name without ``allow_imports``
+ALLOWED_WRAPPER_MODULES = ("distllm_env.agents.wrappers", "gymnasium.wrappers")
+#: packages whose policy classes a dotted ``policy`` may name without ``allow_imports``
+ALLOWED_POLICY_PACKAGES = ("stable_baselines3", "sb3_contrib")
+
 
 def algo_class(algo: str):
     """The SB3 / sb3-contrib class of ``algo`` (imports it)."""
-    import importlib
+    from ..errors import PolicyLoadError
+    from ..imports import load_object
 
     if algo not in ALGOS:
         raise ScenarioError("--algo", f"expected one of {sorted(ALGOS)}, got {algo!r}")
     module, name = ALGOS[algo]
     try:
-        return getattr(importlib.import_module(module), name)
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        return load_object(f"{module}:{name}", field="--algo")
+    except PolicyLoadError as exc:  # pragma: no cover - depends on the installed extras
         raise ScenarioError("--algo", f"{algo} needs the 'rl' extra (pip install 'distllm-env[rl]'): {exc}") from None
 
 
@@ -131,6 +148,8 @@ def _nn_attr(name: str, path: str):
     obj = getattr(nn, name, None)
     if obj is None:
         raise ScenarioError(path, f"torch.nn has no {name!r}")
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise ScenarioError(path, f"torch.nn.{name} is not a layer or activation class (torch.nn.Module)")
     return obj
 
 
@@ -146,14 +165,31 @@ def _eval_node(node: ast.AST, path: str) -> Any:
         return -_eval_node(node.operand, path)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
         return {kw.arg: _eval_node(kw.value, f"{path}.{kw.arg}") for kw in node.keywords}
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "nn":
-        return _nn_attr(node.attr, path)
-    raise ScenarioError(path, f"unsupported expression {ast.unparse(node)!r}; use dict(...), literals and nn.<Name>")
+    if isinstance(node, ast.Attribute):
+        dotted = ast.unparse(node)
+        for prefix, kind in (("nn.", "nn"), ("th.nn.", "nn"), ("torch.nn.", "nn"), ("th.optim.", "optim"),
+                             ("torch.optim.", "optim")):
+            if dotted.startswith(prefix) and "." not in dotted[len(prefix):]:
+                return _nn_attr(dotted[len(prefix):], path) if kind == "nn" else _optim_attr(dotted[len(prefix):], path)
+    raise ScenarioError(path, f"unsupported expression {ast.unparse(node)!r}; use dict(...), literals, nn.<Name> "
+                              "and th.optim.<Name>")
 
 
-def parse_wrappers(value: Any, path: str = "hyperparams.env_wrapper") -> list[dict]:
-    """Zoo ``env_wrapper`` → ``[{"path": "module:Class", "kwargs": {...}}, …]`` (``module.Class`` is
-    accepted too and normalised to ``module:Class``)."""
+def _optim_attr(name: str, path: str):
+    try:
+        import torch.optim as optim
+    except ImportError:  # pragma: no cover
+        raise ScenarioError(path, "th.optim.* needs torch (the 'rl' extra)") from None
+    obj = getattr(optim, name, None)
+    if not (isinstance(obj, type) and issubclass(obj, optim.Optimizer)):
+        raise ScenarioError(path, f"torch.optim has no optimizer {name!r}")
+    return obj
+
+
+def parse_wrappers(value: Any, path: str = "hyperparams.env_wrapper", allow_imports: bool = False) -> list[dict]:
+    """Zoo ``env_wrapper`` → ``[{"path": "module:Class", "kwargs": {...}}, …]`` (``module.Class``, the
+    zoo's form, is normalised to ``module:Class``).  Without ``allow_imports`` a class outside
+    :data:`ALLOWED_WRAPPER_MODULES` raises :class:`ScenarioError` (nothing is imported here)."""
     if value is None:
         return []
     items = value if isinstance(value, list) else [value]
@@ -174,8 +210,37 @@ def parse_wrappers(value: Any, path: str = "hyperparams.env_wrapper") -> list[di
             if not mod:
                 raise ScenarioError(f"{path}.{i}", f"expected a full import path, got {name!r}")
             name = f"{mod}:{cls}"
+        if not allow_imports and name.partition(":")[0] not in ALLOWED_WRAPPER_MODULES:
+            raise ScenarioError(f"{path}.{i}", f"{name!r} is not in the allow-list of wrapper modules "
+                                               f"{list(ALLOWED_WRAPPER_MODULES)}; agent YAML is data: pass --allow-import "
+                                               "(allow_imports=True) to import other classes")
         out.append({"path": name, "kwargs": kwargs})
     return out
+
+
+def resolve_policy(value: Any, path: str = "hyperparams.policy", allow_imports: bool = False) -> Any:
+    """The zoo's ``policy``: a name such as ``MlpPolicy`` (returned unchanged: SB3 resolves it) or a
+    dotted class path, imported when it lies in :data:`ALLOWED_POLICY_PACKAGES` (or with
+    ``allow_imports``) and is an SB3 ``BasePolicy`` subclass.  Raises :class:`ScenarioError`."""
+    value = str(value)
+    if "." not in value and ":" not in value:
+        return value
+    from ..errors import PolicyLoadError
+    from ..imports import load_object
+
+    top = value.replace(":", ".").split(".")[0]
+    if not allow_imports and top not in ALLOWED_POLICY_PACKAGES:
+        raise ScenarioError(path, f"{value!r} is not in the allow-list of policy packages {list(ALLOWED_POLICY_PACKAGES)}; "
+                                  "agent YAML is data: pass --allow-import (allow_imports=True) to import other classes")
+    try:
+        obj = load_object(value, field=path)
+    except PolicyLoadError as exc:
+        raise ScenarioError(path, str(exc).removeprefix(f"{path}: ")) from None
+    from stable_baselines3.common.policies import BasePolicy
+
+    if not (isinstance(obj, type) and issubclass(obj, BasePolicy)):
+        raise ScenarioError(path, f"{value!r} is not an SB3 policy class")
+    return obj
 
 
 @dataclass
@@ -195,6 +260,7 @@ class Hyperparams:
     policy_kwargs: dict
     algo_kwargs: dict             # everything else, schedules parsed
     raw: dict = field(repr=False)  # the YAML entry as written (for the sidecar)
+    policy_class: Any = field(default=None, repr=False)  # ``policy`` resolved (a name, or an SB3 policy class)
 
     def constructor_kwargs(self) -> dict:
         """Keyword arguments of the algorithm's constructor (policy and env excluded)."""
@@ -218,9 +284,11 @@ def hyperparams_file(algo: str, directory: str | Path | None = None) -> Path:
 
 
 def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None,
-                     overrides: Mapping[str, Any] | None = None) -> Hyperparams:
+                     overrides: Mapping[str, Any] | None = None, allow_imports: bool = False) -> Hyperparams:
     """Hyper-parameters for ``algo`` on ``env_id`` from ``path`` (a YAML file) or the shipped
-    ``agents/<algo>.yml``; ``overrides`` (e.g. from ``--hyperparams k=v``) replace single keys."""
+    ``agents/<algo>.yml``; ``overrides`` (e.g. from ``--hyperparams k=v``) replace single keys.
+    ``allow_imports``: resolve class paths outside the allow-lists (module docstring).  Raises
+    :class:`ScenarioError` naming the file, entry and key of any bad value."""
     if algo not in ALGOS:
         raise ScenarioError("--algo", f"expected one of {sorted(ALGOS)}, got {algo!r}")
     file = Path(path) if path is not None else hyperparams_file(algo)
@@ -261,10 +329,12 @@ def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None,
     algo_kwargs = {k: parse_schedule(k, v) for k, v in entry.items() if k not in ZOO_KEYS and k != "policy_kwargs"}
     return Hyperparams(
         algo=algo, env_id=env_id, key=key, source=str(file), policy=str(entry.get("policy", "MultiInputPolicy")),
-        n_envs=n_envs, n_timesteps=n_ts, wrappers=parse_wrappers(entry.get("env_wrapper"), f"{prefix}.env_wrapper"),
+        n_envs=n_envs, n_timesteps=n_ts,
+        wrappers=parse_wrappers(entry.get("env_wrapper"), f"{prefix}.env_wrapper", allow_imports),
         env_kwargs=env_kwargs, monitor_kwargs=dict(entry.get("monitor_kwargs") or {}),
         policy_kwargs=parse_policy_kwargs(entry.get("policy_kwargs"), f"{prefix}.policy_kwargs"),
-        algo_kwargs=algo_kwargs, raw=entry)
+        algo_kwargs=algo_kwargs, raw=entry,
+        policy_class=resolve_policy(entry.get("policy", "MultiInputPolicy"), f"{prefix}.policy", allow_imports))
 
 
 def parse_assignments(items: list[str], flag: str) -> dict:
@@ -286,4 +356,4 @@ def parse_assignments(items: list[str], flag: str) -> dict:
 
 __all__ = ["ALGOS", "Hyperparams", "LinearSchedule", "MASKED_ALGOS", "algo_class", "base_env_id",
            "hyperparams_file", "load_hyperparams", "parse_assignments", "parse_policy_kwargs", "parse_schedule",
-           "parse_wrappers"]
+           "parse_wrappers", "resolve_policy", "ALLOWED_POLICY_PACKAGES", "ALLOWED_WRAPPER_MODULES"]

@@ -3,7 +3,7 @@
 * :class:`LearnedModel` loads ``PATH.zip`` (SB3) or an RLlib checkpoint directory together with its
   sidecar, refuses a mismatched observation space (:class:`~.sidecar.ModelMismatchError`) and builds
   the env it was trained on for any scenario (:meth:`LearnedModel.make_env`).
-* :class:`LearnedEnvPolicy` — ``act(obs, info) -> int`` on that env (an ``EnvPolicy``, CONTRACTS.md §7).
+* :class:`LearnedEnvPolicy` — ``act(obs, info) -> int`` on that env (an ``EnvPolicy``, docs/contracts.md §7).
 * :class:`LearnedRouter` — a ``RoutingPolicy`` (``route(request, view, rng)``) and
   :class:`LearnedPlacement` — a ``PlacementPolicy`` (``place(instance, rng)``), so a trained model runs
   wherever a baseline does: :func:`distllm_env.simulate`, :func:`distllm_env.compare`,
@@ -15,7 +15,7 @@ same requests arrive in the same order.  For each request it reads the shadow's 
 the model, commits the chosen candidate in the shadow and returns that candidate's route, which the
 caller commits too; both simulations therefore stay identical.  The shadow charges no allocation
 delay (the env default), so the caller must not either: :func:`~distllm_env.compare.compare` and
-``assert_beats`` set all delays to 0 when a user or learned policy takes part (CONTRACTS.md §4).
+``assert_beats`` set all delays to 0 when a user or learned policy takes part (docs/contracts.md §4).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class LearnedRouter(_LearnedPolicy):
     def place(self, instance, rng):
         from ..api import place as run_place
         from ..placement import CachePolicy, PlacementResult
-        from ..policies import default_placement
+        from ..registry import default_placement
 
         cfg = self.model.sidecar["env_config"]
         spec = cfg.get("placement") or default_placement(instance.scenario)
@@ -257,7 +257,7 @@ class LearnedPlacement(_LearnedPolicy):
         return result
 
     def route(self, request, view, rng):
-        from ..policies import default_routing, make_routing
+        from ..registry import default_routing, make_routing
 
         sc = view.instance.scenario
         if self._router is None or self._router_scenario is not sc:

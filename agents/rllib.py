@@ -1,4 +1,4 @@
-"""Ray RLlib back-end (``pip install 'distllm-env[rllib]'``; docs/agents.md, gym_ecosystem.md §5).
+"""Ray RLlib back-end (``pip install 'distllm-env[rllib]'``; docs/agents.md).
 
 * :func:`register_rllib_env` registers a ``distllm/*`` id with Ray's registry (``ray.tune.registry.
   register_env``): the Gymnasium registry is not reliably visible inside Ray workers, so the creator
@@ -27,7 +27,7 @@ from .._version import __version__
 from ..errors import ScenarioError
 from .envs import EnvFactory, check_env_id
 from .hyperparams import LinearSchedule, load_hyperparams
-from .sidecar import space_signature, write_sidecar
+from .sidecar import sidecar_path, space_signature, write_sidecar
 
 try:  # the module class must exist at import time for RLlib checkpoints to unpickle it
     import torch
@@ -167,7 +167,7 @@ def train_rllib(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", t
                 env_config: Mapping[str, Any] | None = None, hyperparams_path: str | Path | None = None,
                 hyperparams: Mapping[str, Any] | None = None, num_env_runners: int = 0, n_envs: int | None = None,
                 address: str | None = None, num_cpus: int | None = None, verbose: int = 0,
-                max_iterations: int | None = None):
+                max_iterations: int | None = None, allow_imports: bool = False):
     """Train RLlib PPO with the masking module; returns a :class:`~.train.TrainResult` whose
     ``model_path`` is the checkpoint directory (``out`` without ``.zip``) and whose sidecar sits at
     ``<dir>.json``.  ``address`` connects to an existing Ray cluster (else a local Ray with
@@ -185,12 +185,17 @@ def train_rllib(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", t
     if num_env_runners < 0:
         raise ScenarioError("--num-env-runners", f"expected ≥ 0, got {num_env_runners}")
     env_id = check_env_id(env_id)
-    hp = load_hyperparams(algo, env_id, hyperparams_path, hyperparams)
+    hp = load_hyperparams(algo, env_id, hyperparams_path, hyperparams, allow_imports=allow_imports)
     total = int(timesteps if timesteps is not None else (hp.n_timesteps or 0))
     if total < 1:
         raise ScenarioError("--timesteps", f"expected ≥ 1, got {total}")
     out = Path(out)
     ckpt = out.with_suffix("") if out.suffix == ".zip" else out
+    if ckpt.exists() and not ckpt.is_dir():
+        raise ScenarioError("--out", f"{str(ckpt)!r} exists and is not a checkpoint directory")
+    from ..outputs import check_out_path
+
+    check_out_path(sidecar_path(ckpt))      # before training: the sidecar PATH.json (the directory may exist)
     n = int(n_envs or hp.n_envs)
     config = dict(hp.env_kwargs.get("config") or {}) | dict(env_config or {})
     ov = list(hp.env_kwargs.get("overrides") or ()) + list(overrides or ())

@@ -1,4 +1,4 @@
-"""The model sidecar ``PATH.json`` next to ``PATH.zip`` (CONTRACTS.md §5; gym_ecosystem.md §2.8).
+"""The model sidecar ``PATH.json`` next to ``PATH.zip`` (docs/contracts.md §5; docs/agents.md).
 
 ``train`` writes it; ``evaluate`` (and :func:`distllm_env.agents.load_model`) read it and refuse a
 model whose environment or observation space does not match (:class:`ModelMismatchError`, exit
@@ -105,7 +105,7 @@ def read_sidecar(model_path: str | Path) -> dict:
     path = sidecar_path(model_path)
     if not path.is_file():
         raise ModelMismatchError("--model", f"no sidecar {str(path)!r} next to {str(model_path)!r}; models trained "
-                                            "with 'distllm-env train' have one (CONTRACTS.md §5)")
+                                            "with 'distllm-env train' have one (docs/contracts.md §5)")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:

@@ -4,7 +4,7 @@
 the YAML's ``env_wrapper`` list, :class:`~.wrappers.TrainingSeeds` (scenario seeds in [0, 10 000), so
 the evaluation seeds ≥ 10 000 stay held out) and SB3's ``Monitor``; creates the algorithm with the
 hyper-parameters of ``agents/<algo>.yml`` (RL-Zoo format, :mod:`.hyperparams`); seeds everything
-through SB3's ``set_random_seed`` (CONTRACTS.md §1) and trains with a progress bar, optional
+through SB3's ``set_random_seed`` (docs/contracts.md §1) and trains with a progress bar, optional
 TensorBoard logs, periodic checkpoints and optional mask-aware evaluation on seeds [9 000, 10 000).
 It saves ``PATH.zip`` and the sidecar ``PATH.json`` (:mod:`.sidecar`).
 """
@@ -44,6 +44,10 @@ def _check_out(out: str | Path) -> Path:
     p = Path(out)
     if p.suffix != ".zip":
         raise ScenarioError("--out", f"expected a path ending in .zip, got {str(out)!r}")
+    from ..outputs import check_out_path
+    from .sidecar import sidecar_path
+
+    check_out_path(p, extra=[sidecar_path(p)])   # before training, not after it
     return p
 
 
@@ -103,19 +107,20 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
           hyperparams: Mapping[str, Any] | None = None, n_envs: int | None = None, vec_env: str = "dummy",
           progress_bar: bool = True, tensorboard_log: str | Path | None = None, checkpoint_freq: int = 0,
           eval_freq: int = 0, eval_episodes: int = 5, num_threads: int | None = 1, verbose: int = 0,
-          time_limit_s: float | None = None) -> TrainResult:
+          time_limit_s: float | None = None, allow_imports: bool = False) -> TrainResult:
     """Train ``algo`` on ``env_id`` (with ``scenario`` + ``overrides``; None = the id's own scenario) for
     ``timesteps`` steps (None = the YAML's ``n_timesteps``) and save ``out`` (.zip) and its sidecar.
 
     ``env_config`` is merged over the YAML's ``env_kwargs.config``; ``hyperparams`` replaces single
     YAML keys.  ``checkpoint_freq`` / ``eval_freq`` count total env steps (0 = off).  ``time_limit_s``
     stops training early (the sidecar records the steps actually done).  ``num_threads`` sets
-    ``torch.set_num_threads`` (None leaves torch's default)."""
+    ``torch.set_num_threads`` (None leaves torch's default).  ``allow_imports``: the hyper-parameter
+    YAML may name classes outside the allow-lists of :mod:`.hyperparams` (it is data otherwise)."""
     out = _check_out(out)
     env_id = check_env_id(env_id)
     if seed < 0 or seed >= EVAL_SEED_BASE:
         raise ScenarioError("--seed", f"expected a training seed in [0, {EVAL_SEED_BASE}), got {seed}")
-    hp: Hyperparams = load_hyperparams(algo, env_id, hyperparams_path, hyperparams)
+    hp: Hyperparams = load_hyperparams(algo, env_id, hyperparams_path, hyperparams, allow_imports=allow_imports)
     total = int(timesteps if timesteps is not None else (hp.n_timesteps or 0))
     if total < 1:
         raise ScenarioError("--timesteps", f"expected a number of steps ≥ 1, got {total}")
@@ -127,8 +132,9 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
         try:
             from torch.utils.tensorboard import SummaryWriter  # noqa: F401
         except ImportError:
-            raise ScenarioError("--tensorboard", "TensorBoard logs need the 'tensorboard' package "
-                                                 "(pip install tensorboard); it is not part of any extra") from None
+            raise ScenarioError("--tensorboard", "TensorBoard logs need the 'tensorboard' package: install the "
+                                                 "'tensorboard' extra (pip install 'distllm-env[tensorboard]', or "
+                                                 "pip install -e '.[tensorboard]' in a checkout)") from None
     import torch
     from stable_baselines3.common.utils import set_random_seed
 
@@ -150,7 +156,7 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
     probe.close()
 
     kwargs = hp.constructor_kwargs()
-    model = cls(hp.policy, venv, seed=seed, verbose=verbose, device="cpu",
+    model = cls(hp.policy_class or hp.policy, venv, seed=seed, verbose=verbose, device="cpu",
                 tensorboard_log=str(tensorboard_log) if tensorboard_log else None, **kwargs)
 
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback

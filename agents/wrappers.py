@@ -5,9 +5,9 @@
   that best, the free KV memory along it, and a few global load features.  It is a pure function of
   the env's own observation, so a policy trained on one scenario can run on another.
 * :class:`TrainingSeeds` — every reset draws the scenario seed from ``[low, high)`` (default
-  ``[0, 10 000)``: training never touches the held-out evaluation seeds, CONTRACTS.md §5).
+  ``[0, 10 000)``: training never touches the held-out evaluation seeds, docs/contracts.md §5).
 * :class:`MaskInObservation` — ``Dict({"observations": flat Box, "action_mask": Box{0,1}^n})``, the
-  RLlib action-masking convention (gym_ecosystem.md §1.10 item 3).
+  RLlib action-masking convention (docs/envs.md item 3).
 
 All three are ``gymnasium`` wrappers that keep ``action_masks()`` reachable through
 ``env.get_wrapper_attr("action_masks")`` (what sb3-contrib's MaskablePPO calls).
@@ -23,7 +23,7 @@ from gymnasium import spaces
 
 from ..errors import PolicyLoadError, ScenarioError
 
-#: seeds at or above this are held out for evaluation (CONTRACTS.md §5)
+#: seeds at or above this are held out for evaluation (docs/contracts.md §5)
 EVAL_SEED_BASE = 10_000
 
 
@@ -160,7 +160,7 @@ class MaskInObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
     ``observations`` is the wrapped observation flattened with :func:`gymnasium.spaces.flatten` (a
     ``Dict`` of boxes becomes one float32 vector, keys in sorted order); ``action_mask`` is
     ``env.action_masks()`` as float32 0/1 (never all zero).  This is the convention of RLlib's
-    action-masking RL modules (gym_ecosystem.md §1.10, §5); the masking module of
+    action-masking RL modules (docs/envs.md; docs/agents.md); the masking module of
     :mod:`distllm_env.agents.rllib` adds log(mask) to the logits."""
 
     def __init__(self, env: gym.Env):
@@ -189,7 +189,7 @@ class MaskInObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
 
 def load_wrapper(path: str):
     """The wrapper class at ``module:Class`` (``module.Class`` accepted)."""
-    from ..policies import load_object
+    from ..imports import load_object
 
     if ":" not in path:
         mod, _, cls = path.rpartition(".")

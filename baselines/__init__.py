@@ -1,5 +1,5 @@
 """Reference policies for distllm-env (installed as ``distllm_env.baselines``).
 
 Each policy follows the protocols of :mod:`distllm_env.protocols` and is registered by name in
-:mod:`distllm_env.policies`.
+:mod:`distllm_env.registry`.
 """

@@ -1,4 +1,4 @@
-"""The ablation baselines of arXiv 2512.21884 (reference geo_distributed_inference.md §7 "Ablation
+"""The ablation baselines of arXiv 2512.21884 (docs/model.md §8 "Ablation
 baselines", §8.5; the authors' ``General_varying_*_online.m``, ``Petals_online.m``,
 ``Petals_online_hacking.m``, ``Petals_optimized_routing.m``).  Each changes one ingredient of PETALS
 to the proposed method's:
@@ -11,7 +11,7 @@ to the proposed method's:
   Σ_edges w_ij + max_edges t^W_ij, with w_ij the full prefill-aware static cost — solved exactly and
   combinatorially instead of by the published per-request MILP.
 
-All three belong to the ``petals`` allocation-delay family (CONTRACTS.md §4).
+All three belong to the ``petals`` allocation-delay family (docs/contracts.md §4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """CG-BP and CG-BPRR (Conservative-Greedy Block Placement and Request Routing), Algorithm 1 of
-arXiv 2512.21884, and the |R| rule of its online adaptation (reference geo_distributed_inference.md
-§5, §6.1; the authors' ``CG_BP.m``, ``BPRR_heuristic_general_extended.m``; CONTRACTS.md §4).
+arXiv 2512.21884, and the |R| rule of its online adaptation (docs/model.md
+§6, §6.4; the authors' ``CG_BP.m``, ``BPRR_heuristic_general_extended.m``; docs/contracts.md §4).
 
 Notation (0-based blocks, per-token seconds): L blocks, s_m weight bytes per block, s_c KV bytes per
 session per block, M_j memory, τ_j decode time per block per token, t_cj per-token client↔server
@@ -31,6 +31,7 @@ from distllm_env.instance import Instance, round_half_up
 from distllm_env.offline import OfflineProblem
 from distllm_env.perf import conservative_block_count
 from distllm_env.placement import CachePolicy, Placement, PlacementResult
+from distllm_env.registry import family_delay_s
 from distllm_env.simulator import Simulation
 from distllm_env.workload import Request
 
@@ -77,29 +78,52 @@ def conservative_counts(problem, sessions: int) -> np.ndarray:
 
 def corollary1_feasible(problem, sessions: int) -> bool:
     """Corollary 1: CG-BP is feasible iff Σ_j min(⌊M_j/(s_m + s_c·|R|)⌋, L) ≥ L (here with each GPU's
-    block cap applied, as CG-BP's step 1 applies it).  Accepts an :class:`OfflineProblem` or an
-    :class:`Instance`."""
+    block cap applied, as CG-BP's step 1 applies it), over the servers some client reaches.  Accepts an
+    :class:`OfflineProblem` or an :class:`Instance`.  Raises ``ValueError`` for sessions < 1."""
     if int(sessions) < 1:
         raise ValueError(f"sessions must be ≥ 1, got {sessions}")
-    return int(conservative_counts(problem, sessions).sum()) >= int(problem.num_blocks)
+    counts = conservative_counts(problem, sessions)
+    counts[~usable_servers(problem)] = 0          # servers no client reaches host nothing
+    return int(counts.sum()) >= int(problem.num_blocks)
 
 
 def r_max(problem) -> int:
     """The published upper bound on a feasible |R|:
-    ⌊(Σ_j M_j − s_m·(L + |V_s|)) / (s_c·(L + |V_s|))⌋ (``R_max`` in the authors' scripts; reference §6.1)."""
+    ⌊(Σ_j M_j − s_m·(L + |V_s|)) / (s_c·(L + |V_s|))⌋ (``R_max`` in the authors' scripts; docs/model.md §6.4)."""
     mem, s_m, s_c, L, _ = _problem_arrays(problem)
     n = len(mem)
     return int((int(mem.sum()) - s_m * (L + n)) // (s_c * (L + n)))
 
 
+def usable_servers(problem) -> np.ndarray:
+    """Boolean mask (num_servers,) of the servers CG-BP may use: those some client reaches (finite
+    t_cj).  Accepts an :class:`OfflineProblem` (clients with requests) or an :class:`Instance`."""
+    if isinstance(problem, OfflineProblem):
+        return problem.reachable_servers()
+    return np.isfinite(np.atleast_2d(problem.token_cost_s)).any(axis=0)
+
+
+def excluded_note(problem) -> tuple[list[int], list[str]]:
+    """(servers excluded from planning because no client reaches them, the one-line note to show)."""
+    out = np.flatnonzero(~usable_servers(problem)).tolist()
+    if not out:
+        return [], []
+    return out, [f"server(s) {out} are unreachable from every client and were excluded from planning "
+                 f"(they host nothing)"]
+
+
 def tilde_order(problem, sessions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CG-BP's step 1 and server order: (m_j, t̃_j, order).  t̃_j = τ_j + max_c t_cj / m_j is the
-    amortised per-block time (inf for a server with m_j = 0); ``order`` sorts servers by increasing
-    t̃, ties and servers hosting nothing in index order (a stable sort, as MATLAB's ``sort``)."""
+    amortised per-block time (inf for a server with m_j = 0), the maximum over the clients that reach
+    j; a server no client reaches gets m_j = 0 (:func:`usable_servers`).  ``order`` sorts servers by
+    increasing t̃, ties and servers hosting nothing in index order (a stable sort, as MATLAB's
+    ``sort``)."""
     m = conservative_counts(problem, int(sessions))
+    m[~usable_servers(problem)] = 0                                     # no client reaches it: host nothing
     hosting = m > 0
     tau = np.asarray(problem.tau_s, dtype=float)
-    t_star = np.max(np.atleast_2d(problem.token_cost_s), axis=0)          # worst client per server
+    t = np.atleast_2d(problem.token_cost_s)
+    t_star = np.max(np.where(np.isfinite(t), t, -np.inf), axis=0)        # worst client that reaches it
     t_tilde = np.full(len(m), np.inf)
     t_tilde[hosting] = tau[hosting] + t_star[hosting] / m[hosting]
     return m, t_tilde, np.argsort(t_tilde, kind="stable")
@@ -235,7 +259,7 @@ def lone_request_time_s(instance: Instance, allocation_delay_s: float = 0.0) -> 
 
 def sessions_rule(instance: Instance, arrival_rate_per_s: float | None = None,
                   allocation_delay_s: float | None = None) -> SessionsRule:
-    """The |R| rule of CONTRACTS.md §4 (reference §6.1, the authors' sweep scripts) with its
+    """The |R| rule of docs/contracts.md §4 (docs/model.md §6.4, the authors' sweep scripts) with its
     intermediate values: |R| = min(round-half-up(λT₁ + √(λT₁)), R_max) — the mean plus one standard
     deviation of a Poisson(λT₁) number in system — then lowered until Corollary 1 holds.
 
@@ -246,8 +270,7 @@ def sessions_rule(instance: Instance, arrival_rate_per_s: float | None = None,
     if not (math.isfinite(lam) and lam > 0):
         raise ValueError(f"arrival_rate_per_s must be a positive number, got {arrival_rate_per_s!r}")
     if allocation_delay_s is None:
-        d = sc.simulator.allocation_delay_s
-        allocation_delay_s = float(d.get("proposed", d.get("default", 0.0)))
+        allocation_delay_s = family_delay_s(sc.simulator.allocation_delay_s, "proposed")
     t1 = lone_request_time_s(instance, allocation_delay_s)
     x = lam * t1
     raw = round_half_up(x + math.sqrt(x))
@@ -264,7 +287,7 @@ def sessions_rule(instance: Instance, arrival_rate_per_s: float | None = None,
 
 def choose_sessions(instance: Instance, arrival_rate_per_s: float | None = None,
                     allocation_delay_s: float | None = None) -> int:
-    """|R| by the rule of CONTRACTS.md §4 (see :func:`sessions_rule`)."""
+    """|R| by the rule of docs/contracts.md §4 (see :func:`sessions_rule`)."""
     return sessions_rule(instance, arrival_rate_per_s, allocation_delay_s).sessions
 
 
@@ -331,9 +354,13 @@ class CGBPPlacement(CGBPSessionsOptions):
         diag.update(sessions=sol.sessions, K=sol.K, theorem2_bound_per_token_s=sol.bound_per_token_s,
                     corollary1=corollary1_feasible(instance, sol.sessions), order=list(sol.order),
                     t_tilde_s=[float(x) for x in sol.t_tilde], kappa=[int(k) for k in sol.kappa])
+        excluded, notes = excluded_note(instance)
+        if excluded:
+            diag["excluded_servers"] = excluded
+            diag["notes"] = list(diag.get("notes", ())) + notes
         return PlacementResult(sol.placement, CachePolicy(), diag)
 
 
 __all__ = ["CGBPPlacement", "CGBPSessionsOptions", "CGBPSolution", "SessionsRule", "cg_bp", "cg_bprr", "choose_sessions",
-           "conservative_counts", "corollary1_feasible", "lone_request_time_s", "r_max", "resolve_sessions",
-           "sessions_rule", "tilde_order"]
+           "conservative_counts", "corollary1_feasible", "excluded_note", "lone_request_time_s", "r_max", "resolve_sessions",
+           "sessions_rule", "tilde_order", "usable_servers"]

@@ -6,11 +6,12 @@ Independent of the MILP code (it shares no model-building code with :mod:`.milp`
    1 ≤ count ≤ min(cap_j, L) and s_m·count ≤ M_j;
 2. every chain of distinct servers under that placement, each checked by the core's Lemma-1 test
    :func:`distllm_env.chains.hop_feasible` (hops: server j processes blocks from the next block needed
-   up to its own last block, reference geo_distributed_inference.md §1.3);
+   up to its own last block, docs/model.md §3);
 3. every assignment of each client's interchangeable requests to chains (multisets of chains per
-   client), keeping s_m·m_j + s_c·Σ_r k_rj ≤ M_j on every server (reference §1.4),
+   client), keeping s_m·m_j + s_c·Σ_r k_rj ≤ M_j on every server (arXiv 2512.21884 eq. (13b)),
 
-and returns the cheapest l_max·Σ_r Σ_hops (t_{c_r j} + τ_j·m_ij).
+and returns the cheapest l_max·Σ_r Σ_hops (t_{c_r j} + τ_j·m_ij) (the hop cost from
+:func:`distllm_env.perf.decode_hop_cost_s`, arXiv 2512.21884 eq. (13a)).
 
 With ``prune=True`` (default) a placement is skipped when even its memory-free optimum
 Σ_c n_c·(cheapest chain of c) cannot beat the incumbent, and the assignment search stops a branch
@@ -25,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 from distllm_env.chains import Hop, Route, hop_feasible
-from distllm_env.errors import PlacementError
+from distllm_env.errors import PlacementError, ScenarioError
 from distllm_env.offline import OfflineProblem
 from distllm_env.perf import decode_hop_cost_s
 from distllm_env.placement import Placement
@@ -72,8 +73,8 @@ def _chains(starts, counts, L: int) -> list[tuple[tuple[int, int, int], ...]]:
 def solve_exhaustive(problem: OfflineProblem, prune: bool = True, max_placements: int = 2_000_000
                      ) -> ExhaustiveSolution:
     """The exact optimum by enumeration (see the module docstring).  Raises :class:`PlacementError`
-    if no placement and routing is feasible, ValueError if the instance has more than
-    ``max_placements`` placements."""
+    if no placement and routing is feasible, ScenarioError (path ``max_placements``) if the
+    instance has more than ``max_placements`` placements."""
     N, L = problem.num_servers, problem.num_blocks
     s_m, s_c = int(problem.block_bytes), int(problem.kv_block_bytes)
     M = [int(v) for v in problem.memory_bytes]
@@ -82,8 +83,8 @@ def solve_exhaustive(problem: OfflineProblem, prune: bool = True, max_placements
     options = [_server_options(problem, j) for j in range(N)]
     total = math.prod(len(o) for o in options)
     if total > max_placements:
-        raise ValueError(f"{total} placements exceed max_placements={max_placements}; exhaustive search is for "
-                         f"tiny instances")
+        raise ScenarioError("max_placements", f"expected an instance with at most {max_placements} placements "
+                                              f"(exhaustive search is for tiny instances), got {total}")
     clients = [c for c in range(problem.num_clients) if problem.requests[c] > 0]
     best = (math.inf, None, None)
     examined = 0
@@ -98,7 +99,8 @@ def solve_exhaustive(problem: OfflineProblem, prune: bool = True, max_placements
         per_client = []
         lower = 0.0
         for c in clients:
-            costs = [sum(t[c, j] + tau[j] * (last - first + 1) for j, first, last in ch) for ch in chains]
+            costs = [sum(decode_hop_cost_s(t[c, j], tau[j], last - first + 1) for j, first, last in ch)
+                     for ch in chains]
             order = sorted(range(len(chains)), key=lambda k: costs[k])
             per_client.append((c, [chains[k] for k in order], [costs[k] for k in order]))
             lower += problem.requests[c] * costs[order[0]]

@@ -1,8 +1,8 @@
 """The per-client arc-flow model of the offline BPRR problem over block positions.
 
-Positions p = 0 … L are "the next block needed" (0-based, CONTRACTS.md §1).  A *hop* (j, b, e) sends
+Positions p = 0 … L are "the next block needed" (0-based, docs/contracts.md §1).  A *hop* (j, b, e) sends
 a session to server j at position b; j processes blocks b … e−1 and the session moves on at
-position e, which must be j's end a_j + m_j (reference geo_distributed_inference.md §1.3: a server
+position e, which must be j's end a_j + m_j (docs/model.md §3: a server
 always runs up to its own last block, m_ij = a_j + m_j − a_i − m_i).  A chain is a path 0 → L in this
 position graph, and a hop (j, b, e) is Lemma-1 feasible iff j hosts an interval [s, e) with s ≤ b.
 
@@ -18,7 +18,7 @@ Constraints
 * Σ_{s,e} y[j,s,e] ≤ 1;
 * memory as slot capacity, for every server j, end e and position b (cumulative over b):
   Σ_c Σ_{b' ≤ b} (e − b')·x[c,j,b',e] ≤ Σ_{s ≤ b} K_j(e − s)·y[j,s,e] with
-  K_j(ℓ) = ⌊(M_j − s_m·ℓ)/s_c⌋ the KV slots left next to ℓ hosted blocks (reference §1.4).  For the
+  K_j(ℓ) = ⌊(M_j − s_m·ℓ)/s_c⌋ the KV slots left next to ℓ hosted blocks (docs/model.md §2.3).  For the
   chosen interval [s*, e*) the rows with b < s* force every hop entering before s* to zero and the
   row b = e* − 1 is exactly the memory constraint s_m·m_j + s_c·Σ_r k_rj ≤ M_j;
 * linking x[c,j,b,e] ≤ U·Σ_{s ≤ b} y[j,s,e], U = min(n_c, ⌊K_j(e−b)/(e−b)⌋);
@@ -30,7 +30,11 @@ Constraints
 The cumulative sums Σ_{s ≤ b}, Σ_{b' ≤ b} are carried by continuous auxiliary columns defined by
 one recurrence row each, which keeps every row short (O(C) non-zeros instead of O(L·C)).
 
-Objective: Σ_c Σ x[c,j,b,e]·(t_cj + τ_j·(e − b)), the per-token decode cost; ×l_max outside.
+Objective: Σ_c Σ x[c,j,b,e]·(t_cj + τ_j·(e − b)), the per-token decode cost
+(:func:`distllm_env.perf.decode_hop_cost_s`, arXiv 2512.21884 eq. (13a)); ×l_max outside.
+
+Building checks ``deadline`` (a :class:`.milp_common.Deadline`) as it goes and raises
+:class:`.milp_common.BuildTimeout` once it has passed.
 
 **Pruning by an incumbent** (``hop_limit_per_token_s``).  Given a feasible solution of cost UB and
 the per-client stand-alone optima LB_c (each request's chain costs at least LB_c), any solution that
@@ -53,9 +57,11 @@ import numpy as np
 
 from distllm_env.chains import Hop, Route
 from distllm_env.offline import OfflineProblem
+from distllm_env.perf import decode_hop_cost_s
 from distllm_env.placement import Placement
 
 from .milp_bounds import chain_potentials, max_hop_blocks
+from .milp_common import Deadline
 from .milp_highs import INF, MIPModel
 
 
@@ -78,13 +84,15 @@ def identical_server_groups(problem: OfflineProblem) -> list[list[int]]:
 
 
 class ArcFlowModel:
-    """Builds the model; :meth:`decode` turns a solution vector into (placement, routes) and
-    :meth:`encode` turns a placement and routes into a start vector."""
+    """Builds the model (raises :class:`.milp_common.BuildTimeout` when ``deadline`` passes);
+    :meth:`decode` turns a solution vector into (placement, routes) and :meth:`encode` turns a
+    placement and routes into a start vector."""
 
     formulation = "arcflow"
 
     def __init__(self, problem: OfflineProblem, standalone_per_token_s=None, symmetry: bool = True,
-                 hop_limit_per_token_s=None):
+                 hop_limit_per_token_s=None, deadline: Deadline | None = None):
+        deadline = deadline or Deadline()
         P = self.problem = problem
         L, N, C = P.num_blocks, P.num_servers, P.num_clients
         s_m, s_c = int(P.block_bytes), int(P.kv_block_bytes)
@@ -104,6 +112,7 @@ class ArcFlowModel:
             if np.isfinite(limit):
                 fwd, bwd = chain_potentials(P, c)
             for j in range(N):
+                deadline.check("arcflow hop columns")
                 t = P.token_cost_s[c, j]
                 if not np.isfinite(t):
                     continue
@@ -112,7 +121,7 @@ class ArcFlowModel:
                         u = min(int(n_req[c]), slots(j, ell) // ell)
                         if u <= 0:
                             continue
-                        cost = t + P.tau_s[j] * ell
+                        cost = decode_hop_cost_s(t, P.tau_s[j], ell)
                         if np.isfinite(limit) and fwd[e - ell] + cost + bwd[e] > limit:
                             self.pruned_hops += 1
                             continue
@@ -163,6 +172,7 @@ class ArcFlowModel:
         link_R, link_C, link_V = [], [], []
         r = lr = 0
         for (j, e), bs in sorted(self.entries.items()):
+            deadline.check("arcflow capacity rows")
             nb = len(bs)
             Y = m.add_vars(nb, 0, 1, 0.0)
             KY = m.add_vars(nb, 0, INF, 0.0)
@@ -210,6 +220,7 @@ class ArcFlowModel:
         # -- symmetry breaking among identical servers ---------------------------------------------
         self.symmetry_groups = identical_server_groups(P) if symmetry else []
         for group in self.symmetry_groups:
+            deadline.check("arcflow symmetry rows")
             for j1, j2 in zip(group, group[1:]):
                 cols, vals = [], []
                 for (j, s, e), col in self.y.items():

@@ -2,11 +2,11 @@
 placements when it is alone.
 
 For one request of client c, a hop on server j that processes ℓ blocks costs t_cj + τ_j·ℓ per token
-(reference geo_distributed_inference.md §2.1, t^c_ij with m_ij = ℓ).  The cheapest placement that
+(:func:`distllm_env.perf.decode_hop_cost_s`: t^c_ij with m_ij = ℓ, arXiv 2512.21884 eq. (13a)).  The cheapest placement that
 allows it is j hosting exactly those ℓ blocks, so the hop is possible iff
 
 * ℓ ≤ cap_j (the GPU's block cap; MIG = 4) and
-* s_m·ℓ + s_c·ℓ ≤ M_j (its weights plus one session's KV cache, reference §1.4).
+* s_m·ℓ + s_c·ℓ ≤ M_j (its weights plus one session's KV cache, docs/model.md §2.3).
 
 In any joint solution every request's chain satisfies these per-hop conditions (its servers host at
 least the blocks it processes and hold at least its own session), so
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from distllm_env.offline import OfflineProblem
+from distllm_env.perf import decode_hop_cost_s
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _cover_table(problem: OfflineProblem, client: int):
             continue
         new = g.copy()
         for ell in range(1, int(hop_len[j]) + 1):
-            cand = g[:-ell] + (t[j] + tau[j] * ell)
+            cand = g[:-ell] + decode_hop_cost_s(t[j], tau[j], ell)
             better = cand < new[ell:]
             if better.any():
                 new[ell:] = np.where(better, cand, new[ell:])

@@ -1,9 +1,9 @@
 """The link-based BPRR MILP of arXiv 2512.21884, as published (``literal``) and strengthened by the
 reformulation-linearisation technique (``rlt``).
 
-Reconstructed from the authors' ``BPRR_MILP_general.m`` (reference geo_distributed_inference.md
-§3.2).  This is the only place where the paper's **1-based** block indices appear: a_j ∈ [1, L] is
-server j's first block and m_j its number of blocks (CONTRACTS.md §1 keeps 0-based blocks everywhere
+Reconstructed from the authors' ``BPRR_MILP_general.m`` (docs/model.md
+§9.1).  This is the only place where the paper's **1-based** block indices appear: a_j ∈ [1, L] is
+server j's first block and m_j its number of blocks (docs/contracts.md §1 keeps 0-based blocks everywhere
 else; the conversion happens in :meth:`LinkModel.decode` / :meth:`LinkModel.encode`).  The client is
 a dummy source with a = 0, m = 1 and a dummy sink with a = L + 1, m = 1.
 
@@ -12,7 +12,9 @@ server → sink): a binary flow f^r_ij and the McCormick auxiliaries α = f·a_j
 δ = f·m_i (constants at the dummy endpoints: β = 0, δ = f out of the source; α = (L+1)·f, γ = f into
 the sink).  m_ij·f = α + γ − β − δ.
 
-* (13a) min Σ_r Σ_{(i,j), j server} t_{c_r j}·f + τ_j·(α + γ − β − δ)   (× l_max outside the model)
+* (13a) min Σ_r Σ_{(i,j), j server} t_{c_r j}·f + τ_j·(α + γ − β − δ)   (× l_max outside the model):
+  the decode cost :func:`distllm_env.perf.decode_hop_cost_s` is linear in m_ij, so f gets its value
+  at m = 0 and each unit of m_ij·f its value at t = 0, m = 1
 * (13b) s_m·m_j + s_c·Σ_r Σ_i (α + γ − β − δ) ≤ M_j
 * (13c) flow conservation: one unit from the request's source to its sink
 * (13d) a_j + m_j ≤ L + 1
@@ -41,8 +43,10 @@ import numpy as np
 
 from distllm_env.chains import Route, route_from_chain
 from distllm_env.offline import OfflineProblem
+from distllm_env.perf import decode_hop_cost_s
 from distllm_env.placement import Placement
 
+from .milp_common import Deadline
 from .milp_highs import INF, MIPModel
 
 SRC, SNK = -1, -2
@@ -69,7 +73,11 @@ class _Rows:
 
 
 class LinkModel:
-    def __init__(self, problem: OfflineProblem, formulation: str = "literal"):
+    """Builds the ``literal`` or ``rlt`` model (raises :class:`.milp_common.BuildTimeout` once
+    ``deadline`` passes, ValueError for another formulation)."""
+
+    def __init__(self, problem: OfflineProblem, formulation: str = "literal", deadline: Deadline | None = None):
+        deadline = deadline or Deadline()
         if formulation not in ("literal", "rlt"):
             raise ValueError(f"formulation must be 'literal' or 'rlt' for the link model, got {formulation!r}")
         self.formulation = formulation
@@ -102,6 +110,7 @@ class LinkModel:
 
         mem_terms = [[(int(self.m[j]), s_m / s_c)] for j in range(N)]
         for r, c in enumerate(self.req_client):
+            deadline.check(f"{formulation} model, request {r}")
             t = P.token_cost_s[c]
             servers = [j for j in range(N) if np.isfinite(t[j])]
             pairs = [(SRC, j) for j in servers] + [(i, j) for i in servers for j in servers if i != j] + \
@@ -118,7 +127,9 @@ class LinkModel:
                     cols["delta"] = int(m.add_vars(1, 0, um(i))[0])
                 elist.append((i, j, cols))
             self.edges.append(elist)
-            for i, j, cols in elist:
+            for k, (i, j, cols) in enumerate(elist):
+                if k % 256 == 255:
+                    deadline.check(f"{formulation} model, request {r}")
                 fc = cols["f"]
                 if j >= 0:
                     mccormick(cols["alpha"], int(self.a[j]), fc, la, ua_head)
@@ -163,6 +174,7 @@ class LinkModel:
                     for cols in into[v]:
                         terms += [(cols["alpha"], -1.0), (cols["gamma"], -1.0)]
                     rows.add(terms, 0.0, 0.0)
+        deadline.check(f"{formulation} model, memory rows")
         # (13b) memory, in units of KV slots (÷ s_c) for numerical scale
         for j in range(N):
             rows.add(mem_terms[j], hi=float(P.memory_bytes[j]) / s_c)
@@ -176,12 +188,14 @@ class LinkModel:
             for i, j, cols in self.edges[r]:
                 if j < 0:
                     continue
-                cost[cols["f"]] += P.token_cost_s[c, j]
+                fixed = decode_hop_cost_s(P.token_cost_s[c, j], P.tau_s[j], 0)     # = t_cj
+                per_block = decode_hop_cost_s(0.0, P.tau_s[j], 1)                  # = τ_j
+                cost[cols["f"]] += fixed
                 hs, hl, ts, tl = self._terms(i, j, cols)
                 for col, v in hs + hl:
-                    cost[col] += P.tau_s[j] * v
+                    cost[col] += per_block * v
                 for col, v in ts + tl:
-                    cost[col] -= P.tau_s[j] * v
+                    cost[col] -= per_block * v
         m.set_cost(cost)
 
     def _terms(self, i, j, cols):

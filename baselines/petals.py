@@ -1,6 +1,5 @@
 """PETALS as a baseline: its block count, its weakest-window block selection, optional swarm
-rebalancing, and min-latency Dijkstra routing (reference petals_and_peers.md §A;
-geo_distributed_inference.md §7).
+rebalancing, and min-latency Dijkstra routing (docs/model.md §8).
 
 * :func:`choose_num_blocks` — PETALS' ``_choose_num_blocks`` (petals ``server/server.py``):
   ``floor((M − 2 GiB·d_model/14336) / (s_m + cache_bytes_per_block))``, capped at L and at the GPU's
@@ -15,8 +14,8 @@ geo_distributed_inference.md §7).
   (balance quality 0.75, ε = 1e-3 hysteresis, "don't open a hole") until no server moves.  Cache
   policy ``fixed_pool(4096)`` (``fixed_pool(16384)`` for GQA models).
 * :class:`PetalsRouter` (``petals``) — shortest chain on the core's chain DAG with the published
-  simulator's edge weights (``Petals_online.m``; reference §7 item 5) or, with
-  ``variant="petals"``, PETALS' own (``client/routing/sequence_manager.py``, reference §A.7).
+  simulator's edge weights (``Petals_online.m``; docs/model.md §8 item 5) or, with
+  ``variant="petals"``, PETALS' own (``client/routing/sequence_manager.py``, docs/model.md §8.5).
 
 docs/baselines.md lists every decision taken where the sources are silent.
 """
@@ -30,7 +29,8 @@ import numpy as np
 
 from distllm_env.catalog import GIB, ModelSpec
 from distllm_env.chains import ChainDAG, HopCost, Route
-from distllm_env.errors import PlacementError, ScenarioError
+from distllm_env.errors import PlacementError
+from distllm_env.policy_options import check_bool, check_int, check_number, option_error
 from distllm_env.instance import Instance
 from distllm_env.perf import petals_throughput_rps
 from distllm_env.placement import CachePolicy, Placement, PlacementResult
@@ -38,7 +38,7 @@ from distllm_env.view import ClusterView
 from distllm_env.workload import Request
 
 #: PETALS' default attention-cache tokens per block: 4096, or 16384 for GQA/MQA models
-#: (petals ``server/server.py``; reference petals_and_peers.md §A.3).
+#: (petals ``server/server.py``; docs/model.md §8.1).
 ATTN_CACHE_TOKENS = 4096
 ATTN_CACHE_TOKENS_GQA = 16384
 #: PETALS' autograd reserve: 2 GiB for BLOOM (d_model 14336), scaled by d_model (same source).
@@ -48,7 +48,7 @@ AUTOGRAD_RESERVE_BYTES_PER_D = 2 * GIB / 14336
 HOP_OVERHEAD_S = 0.018
 #: Penalty for a server short of KV cache, 10 s (same sources; ``alloc_delay = 1e4`` ms).
 CACHE_PENALTY_S = 10.0
-#: PETALS caps a ping-derived one-way delay at 5 s (unreachable → 5 s), reference §A.7.
+#: PETALS caps a ping-derived one-way delay at 5 s (unreachable → 5 s), docs/model.md §8.5.
 MAX_ONE_WAY_DELAY_S = 5.0
 #: Hysteresis ε of PETALS' rebalancing (petals ``server/block_selection.py``).
 REBALANCE_EPS = 1e-3
@@ -58,29 +58,11 @@ REBALANCE_EPS = 1e-3
 # option checks (shared by the other baseline modules)
 # --------------------------------------------------------------------------------------------------
 
-def _option_error(policy: str, field: str, expected: str, got) -> ScenarioError:
-    return ScenarioError(f"policy_defaults.options.{policy}.{field}", f"expected {expected}, got {got!r}")
-
-
-def _check_number(policy: str, field: str, value, *, minimum: float | None = None, exclusive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise _option_error(policy, field, "a finite number", value)
-    if minimum is not None and (value <= minimum if exclusive else value < minimum):
-        raise _option_error(policy, field, f"a number {'>' if exclusive else '≥'} {minimum}", value)
-    return float(value)
-
-
-def _check_int(policy: str, field: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise _option_error(policy, field, f"an integer ≥ {minimum}", value)
-    return int(value)
-
-
-def _check_bool(policy: str, field: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise _option_error(policy, field, "true or false", value)
-    return bool(value)
+# one vocabulary for every policy: distllm_env.policy_options (aliases kept for the other baselines)
+_option_error = option_error
+_check_number = check_number
+_check_int = check_int
+_check_bool = check_bool
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,7 +86,7 @@ def choose_num_blocks(memory_bytes: int, model: ModelSpec, gpu_max_blocks: int |
     """PETALS' ``_choose_num_blocks``:
     ``min(floor((M − 2 GiB·d_model/14336) / (s_m + cache_bytes_per_block)), L, GPU cap)``.
 
-    Source: petals ``server/server.py`` (reference petals_and_peers.md §A.3); the MIG cap of 4 is the
+    Source: petals ``server/server.py`` (docs/model.md §8.1); the MIG cap of 4 is the
     published simulator's (``Petals_online.m``).  Returns 0 when not even one block fits (a PETALS
     server would refuse to start; here it simply hosts nothing)."""
     if int(memory_bytes) < 0:
@@ -121,7 +103,7 @@ def choose_num_blocks(memory_bytes: int, model: ModelSpec, gpu_max_blocks: int |
 def best_start(throughputs: np.ndarray, count: int) -> int:
     """PETALS' ``_choose_best_start``: the start i ∈ [0, L−count] whose window's *sorted* vector of
     per-block throughputs is lexicographically smallest, ties → the lowest start
-    (petals ``server/block_selection.py``; reference petals_and_peers.md §A.4)."""
+    (petals ``server/block_selection.py``; docs/model.md §8.3)."""
     t = np.asarray(throughputs, dtype=float)
     L = len(t)
     if not 1 <= count <= L:
@@ -163,7 +145,7 @@ def should_choose_other_blocks(j: int, starts: Sequence[int], counts: Sequence[i
                                num_blocks: int, balance_quality: float, rng: np.random.Generator,
                                max_rounds: int = 100) -> bool:
     """PETALS' rebalancing check for server ``j`` (petals ``server/block_selection.py``
-    ``should_choose_other_blocks``; reference petals_and_peers.md §A.5).
+    ``should_choose_other_blocks``; docs/model.md §8.4).
 
     Take j out with weight (1+ε) (hysteresis: its old spot looks slightly worse, so staying is
     preferred), refuse if that would open a hole, find its best start; if it differs, simulate every
@@ -300,6 +282,12 @@ class PetalsPlacement:
     def _place_with(self, instance: Instance, rng: np.random.Generator, order: list[int], counts: list[int],
                     cache_policy: CachePolicy, extra: dict | None = None) -> PlacementResult:
         L = instance.num_blocks
+        excluded = np.flatnonzero(~np.isfinite(instance.rtt_s).any(axis=0)).tolist()
+        notes = []
+        if excluded:             # no client reaches them: they join with nothing (one note says so)
+            counts = [0 if j in excluded else c for j, c in enumerate(counts)]
+            notes = [f"server(s) {excluded} are unreachable from every client and were excluded from planning "
+                     f"(they host nothing)"]
         tputs = server_throughputs(instance, counts)
         starts = petals_join(L, counts, tputs, order)
         moves = rounds = 0
@@ -309,6 +297,9 @@ class PetalsPlacement:
                 "rebalance_rounds": rounds, "rebalance_moved": moves > 0, "cache_policy": str(cache_policy)}
         if extra:
             diag.update(extra)
+        if excluded:
+            diag["excluded_servers"] = excluded
+            diag["notes"] = list(diag.get("notes", ())) + notes
         return _petals_result(instance, counts, starts, tputs, cache_policy, diag, self.name)
 
 
@@ -319,13 +310,13 @@ class PetalsPlacement:
 class PetalsRouter:
     """Min-latency shortest chain with PETALS-style edge weights.
 
-    ``variant="published"`` (default; the published simulator's ``Petals_online.m``, reference §7
+    ``variant="published"`` (default; the published simulator's ``Petals_online.m``, docs/model.md §8
     item 5): the edge into server j that processes m_ij blocks costs
     ``RTT(i,j)/2 + 18 ms + τ_j·m_ij`` (+ 10 s if j lacks free KV memory for this request's m_ij
     blocks right now), with RTT(i,j) the server↔server RTT and, on the first hop, the client↔server
     RTT; leaving the last server j for the client costs RTT(c,j)/2.
 
-    ``variant="petals"`` (PETALS' own ``make_sequence(mode="min_latency")``, reference §A.7): per
+    ``variant="petals"`` (PETALS' own ``make_sequence(mode="min_latency")``, docs/model.md §8.5): per
     block 1/inference_rps instead of τ_j, one-way delays d(rtt) = min(rtt/2, 5 s), and the cache
     check is pessimistic — j is penalised if its free KV memory cannot hold this request over its
     *whole* span (m_j blocks), not just the m_ij blocks it would process.
@@ -373,6 +364,9 @@ class PetalsRouter:
         return hit
 
     def route(self, request: Request, view: ClusterView, rng: np.random.Generator) -> Route:
+        """The cheapest chain under PETALS' weights among those whose hops the client reaches (the
+        client talks to every hop).  Raises :class:`~distllm_env.errors.NoFeasibleChain` if there is
+        none."""
         dag = view.feasible_dag(request.client, request.client_blocks)
         fixed, per_block, edge_extra, sink = self._static_terms(view, dag, request.client)
         kv = view.kv_bytes_per_block(request)
@@ -385,6 +379,9 @@ class PetalsRouter:
             counts = view.placement.count_array
             lacks = (free < counts * kv)[dst]
         extra = edge_extra + self.cache_penalty_s * lacks
+        unreachable = view.unreachable_edge_cost_s(request.client, dag)   # the client talks to every hop
+        if unreachable is not None:
+            extra = extra + unreachable
         return dag.shortest(HopCost(fixed, per_block, extra, sink))[0]
 
 

@@ -19,6 +19,7 @@ from distllm_env.errors import PlacementError
 from distllm_env.instance import Instance
 from distllm_env.perf import conservative_block_count
 from distllm_env.placement import Placement, PlacementResult
+from distllm_env.policy_options import check_int
 from distllm_env.view import ClusterView
 from distllm_env.workload import Request
 
@@ -33,9 +34,7 @@ class EvenPlacement:
     family = "default"
 
     def __init__(self, sessions: int = 8):
-        if int(sessions) < 1:
-            raise ValueError(f"sessions must be ≥ 1, got {sessions}")
-        self.sessions = int(sessions)
+        self.sessions = check_int(self.name, "sessions", sessions, 1)
 
     def place(self, instance: Instance, rng: np.random.Generator) -> PlacementResult:
         L = instance.num_blocks
@@ -59,8 +58,8 @@ class RandomPlacement:
     family = "default"
 
     def __init__(self, sessions: int = 8, max_tries: int = 1000):
-        self.sessions = int(sessions)
-        self.max_tries = int(max_tries)
+        self.sessions = check_int(self.name, "sessions", sessions, 1)
+        self.max_tries = check_int(self.name, "max_tries", max_tries, 1)
 
     def place(self, instance: Instance, rng: np.random.Generator) -> PlacementResult:
         L = instance.num_blocks
@@ -108,9 +107,15 @@ class RandomRouter:
     family = "default"
 
     def route(self, request: Request, view: ClusterView, rng: np.random.Generator) -> Route:
+        """A uniformly random-weighted chain among those whose hops the client reaches.  Raises
+        :class:`~distllm_env.errors.NoFeasibleChain` if there is none."""
         dag = view.feasible_dag(request.client, request.client_blocks)
         zeros = np.zeros(view.num_servers)
-        cost = HopCost(fixed_s=zeros, per_block_s=zeros, edge_extra_s=rng.random(dag.num_edges))
+        extra = rng.random(dag.num_edges)
+        unreachable = view.unreachable_edge_cost_s(request.client, dag)   # only chains the client reaches
+        if unreachable is not None:
+            extra = extra + unreachable
+        cost = HopCost(fixed_s=zeros, per_block_s=zeros, edge_extra_s=extra)
         return dag.shortest(cost)[0]
 
 
@@ -119,9 +124,7 @@ class RoundRobinRouter:
     family = "default"
 
     def __init__(self, k: int = 4):
-        if int(k) < 1:
-            raise ValueError(f"k must be ≥ 1, got {k}")
-        self.k = int(k)
+        self.k = check_int(self.name, "k", k, 1)
         self._cache = _StaticChainCache()
 
     def route(self, request: Request, view: ClusterView, rng: np.random.Generator) -> Route:

@@ -1,17 +1,17 @@
-"""SplitLLM split policies (arXiv 2410.10759; reference split_inference.md §2–§4).
+"""SplitLLM split policies (arXiv 2410.10759; docs/model.md §10.2, §10.3, §10.4).
 
 Each policy decides, for one request, which layers the client runs (x_l = 1) and which the server
 runs, minimising the server work W(x) = Σ (1 − x_l)·w_l subject to the end-to-end latency T(x) ≤ SLA
 (:mod:`distllm_env.split.profile` defines T, W and the rounded time units).
 
 * ``dp`` — :func:`solve_dp`: the exact dynamic programme over (layer, time budget, location) of
-  reference §3.1 with conservative rounding (every transition's time rounded up to whole steps of
+  docs/model.md §10.3 with conservative rounding (every transition's time rounded up to whole steps of
   δ = SLA/1000 unless set), vectorised over the budget axis with numpy, with back-tracking.  Exact
   relative to the δ-rounded times; never violates the SLA.  Among the placements of least work it
   returns one of least rounded time.
-* ``prefix-greedy`` — reference §4 (1) [R]: put layers 1, 2, … on the client while the placement
+* ``prefix-greedy`` — docs/model.md §10.4 (1) [R]: put layers 1, 2, … on the client while the placement
   "client prefix + server rest" meets the SLA; stop at the first layer that would break it.
-* ``ratio-greedy`` — reference §4 (2) [R]: starting from all-server, repeatedly move to the client the
+* ``ratio-greedy`` — docs/model.md §10.4 (2) [R]: starting from all-server, repeatedly move to the client the
   server layer with the largest server-work saving per unit of added latency (moves that cut latency
   first) while the SLA holds.
 * ``server-only`` — no offloading.
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from distllm_env.errors import PolicyLoadError, ScenarioError
+from distllm_env.policy_options import check_bool, check_int, check_number
 from distllm_env.split.profile import (CLIENT, SERVER, LayerProfile, SplitPlan, check_sla, make_plan,
                                        server_only_plan)
 
@@ -38,7 +39,7 @@ DEFAULT_BUDGET_STEPS = 1000
 
 
 def budget(sla_s: float, delta_s: float | None = None, budget_steps: int = DEFAULT_BUDGET_STEPS) -> tuple[float, int]:
-    """``(δ, J)``: δ = SLA / budget_steps unless given, J = ⌊SLA / δ⌋ (reference §3.1)."""
+    """``(δ, J)``: δ = SLA / budget_steps unless given, J = ⌊SLA / δ⌋ (docs/model.md §10.3)."""
     sla = check_sla(sla_s)
     if delta_s is None:
         if isinstance(budget_steps, bool) or int(budget_steps) != budget_steps or budget_steps < 1:
@@ -56,7 +57,7 @@ def budget(sla_s: float, delta_s: float | None = None, budget_steps: int = DEFAU
 
 @dataclass(frozen=True, eq=False)
 class SplitTables:
-    """The DP tables of one request (reference §3.1), locations 0 = server, 1 = client.
+    """The DP tables of one request (docs/model.md §10.3), locations 0 = server, 1 = client.
 
     * ``F[k, b, j]`` — least server work to run layers 0 … k−1 with layer k−1 at location b using at
       most j units of δ (k = 0 is the input, at the client: F[0, client, :] = 0, F[0, server, :] = inf);
@@ -141,7 +142,7 @@ class SplitTables:
 
 def dp_tables(profile: LayerProfile, sla_s: float, delta_s: float | None = None,
               budget_steps: int = DEFAULT_BUDGET_STEPS) -> SplitTables:
-    """Fill the SplitLLM DP tables (reference §3.1) for one request, vectorised over the budget axis.
+    """Fill the SplitLLM DP tables (docs/model.md §10.3) for one request, vectorised over the budget axis.
 
     F[k+1, b, j] = work(k, b) + min_{p} F[k, p, j − step_units[k, p, b]]   (F[·, ·, j<0] = inf).
     Time O(L·J), memory O(L·J)."""
@@ -179,7 +180,7 @@ def dp_tables(profile: LayerProfile, sla_s: float, delta_s: float | None = None,
 
 def solve_dp(profile: LayerProfile, sla_s: float, delta_s: float | None = None,
              budget_steps: int = DEFAULT_BUDGET_STEPS, policy: str = "dp") -> SplitPlan:
-    """Optimal split of one request on the δ-rounded times (reference §3): least server work with
+    """Optimal split of one request on the δ-rounded times (docs/model.md §10.3): least server work with
     latency ≤ SLA, back-tracked from the DP tables.  If nothing fits, the server-only placement with
     ``fallback="server-only"``."""
     tables = dp_tables(profile, sla_s, delta_s, budget_steps)
@@ -229,13 +230,11 @@ class _SplitPolicyBase:
 
     def __init__(self, budget_steps: int = DEFAULT_BUDGET_STEPS, delta_s: float | None = None,
                  rounded: bool = False):
-        if isinstance(budget_steps, bool) or int(budget_steps) != budget_steps or budget_steps < 1:
-            raise ScenarioError("budget_steps", f"expected an integer ≥ 1, got {budget_steps!r}")
-        if delta_s is not None and not (float(delta_s) > 0 and math.isfinite(float(delta_s))):
-            raise ScenarioError("delta_s", f"expected a finite time step > 0, got {delta_s!r}")
-        self.budget_steps = int(budget_steps)
-        self.delta_s = None if delta_s is None else float(delta_s)
-        self.rounded = bool(rounded)
+        # bad options raise ScenarioError at policy_defaults.options.<name>.<option> (docs/contracts.md §3)
+        self.budget_steps = check_int(self.name, "budget_steps", budget_steps, 1)
+        self.delta_s = None if delta_s is None else check_number(self.name, "delta_s", delta_s, minimum=0.0,
+                                                                 exclusive=True)
+        self.rounded = check_bool(self.name, "rounded", rounded)
 
     def _judge(self, profile, sla_s) -> _Judge:
         return _Judge(profile, sla_s, self.rounded, self.delta_s, self.budget_steps)
@@ -268,7 +267,7 @@ class ServerOnlySplit(_SplitPolicyBase):
 
 
 class PrefixGreedySplit(_SplitPolicyBase):
-    """Client prefix while the SLA holds, then the server (one split point; reference §4 (1))."""
+    """Client prefix while the SLA holds, then the server (one split point; docs/model.md §10.4 (1))."""
 
     name = "prefix-greedy"
 
@@ -287,7 +286,7 @@ class PrefixGreedySplit(_SplitPolicyBase):
 
 class RatioGreedySplit(_SplitPolicyBase):
     """Move the server layer with the best work saving per added latency to the client while the SLA
-    holds (reference §4 (2)); moves that do not add latency come first, ties go to the larger saving,
+    holds (docs/model.md §10.4 (2)); moves that do not add latency come first, ties go to the larger saving,
     then the lower layer index; a move that saves no work and adds latency is never made."""
 
     name = "ratio-greedy"
@@ -380,25 +379,26 @@ SPLIT_POLICIES: dict[str, type] = {
 
 
 def make_split_policy(spec: Any, **options):
-    """A split policy from a registered name (:data:`SPLIT_POLICIES`), a ``module:Class`` path, or a
-    policy object (returned as is).  ``options`` go to the constructor (e.g. ``budget_steps``)."""
+    """A split policy from a registered name (:data:`SPLIT_POLICIES`), a ``module:Class`` path given
+    by the caller (imported), or a policy object (returned as is).  ``options`` go to the constructor
+    (e.g. ``budget_steps``).  Raises :class:`PolicyLoadError` (unknown name, failed import, no
+    ``split`` method) or :class:`ScenarioError` at ``policy_defaults.options.<name>.<option>`` (bad
+    or unknown option)."""
+    from distllm_env.imports import is_import_path, load_object
+    from distllm_env.registry import instantiate
+
     if not isinstance(spec, str):
         if not callable(getattr(spec, "split", None)):
             raise PolicyLoadError(f"{spec!r} has no split(request, profile, sla_s) method")
         return spec
     if spec in SPLIT_POLICIES:
         cls = SPLIT_POLICIES[spec]
-    elif ":" in spec:
-        from distllm_env.policies import load_object
-
-        cls = load_object(spec)
+    elif is_import_path(spec):
+        cls = load_object(spec, field="split policy")
     else:
         raise PolicyLoadError(f"unknown split policy {spec!r}; expected one of {sorted(SPLIT_POLICIES)} or "
                               "module:Class")
-    try:
-        obj = cls(**options) if isinstance(cls, type) else cls
-    except TypeError as exc:
-        raise PolicyLoadError(f"bad options for split policy {spec!r}: {exc}") from None
+    obj = instantiate(cls, spec, options)
     if not callable(getattr(obj, "split", None)):
         raise PolicyLoadError(f"split policy {spec!r} has no split(request, profile, sla_s) method")
     return obj

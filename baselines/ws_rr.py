@@ -1,5 +1,5 @@
 """WS-RR: Waiting-penalized Shortest-path Request Routing (arXiv 2512.21884 Algorithm 2, small time
-scale; reference geo_distributed_inference.md §6.2; the authors' ``WS_RR.m``).
+scale; docs/model.md §7; the authors' ``WS_RR.m``).
 
 For each arriving request r of client c with prompt l_in and output l, the edge (i, j) of the chain
 DAG — j processes m_ij blocks after i — costs
@@ -41,7 +41,10 @@ class WSRRRouter:
 
     Option ``last_hop_s`` (default 1 ms) is the constant sink-edge cost.  When every chain has an
     infinite waiting time (the request can never fit), WS-RR returns the chain of least static cost
-    and the simulator records the request as rejected for ``insufficient_memory``."""
+    and the simulator records the request as rejected for ``insufficient_memory``.  A server the
+    request's client cannot reach has an infinite static cost (:meth:`ClusterView.static_cost`), so
+    no chain through it is ever chosen; with no reachable chain at all ``route`` raises
+    :class:`~distllm_env.errors.NoFeasibleChain` (recorded ``no_feasible_chain``)."""
 
     name = "ws-rr"
     family = "proposed"

@@ -68,7 +68,7 @@ SETTINGS = {
 
 def routing_lower_bound(scenario, placement: str, seeds) -> float:
     """Mean over seeds of Σ_r [initial delay + least static service time over all feasible chains] /
-    Σ_r output tokens: no router can do better, since waiting only adds (CONTRACTS.md §6 metric)."""
+    Σ_r output tokens: no router can do better, since waiting only adds (docs/contracts.md §6 metric)."""
     vals = []
     for seed in seeds:
         inst = build_instance(scenario, seed)

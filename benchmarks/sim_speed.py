@@ -9,7 +9,15 @@
    the same chain, so capacity = min over its hops of ⌊KV capacity / KV bytes per session on that hop⌋
    concurrent sessions, divided by one session's hold time (initial delay + service time).
 
-Usage: python benchmarks/sim_speed.py [--requests 100000] [--repeats 5]
+3. Overload (issue 9, item 7): ``cg-bp`` + ``ws-rr`` on a 60-server random geographic scenario
+   (20 % A100-80GB, BLOOM-176B, one client) at λ = 8 requests/s, more than it serves, so requests
+   queue and the backlog grows with the number of requests.  Run for 2,000 … 100,000 requests; the
+   cost per request must not grow with the number of requests (the reservation calendar answers
+   every query in O(log n) plus the segments it must look at; see distllm_env/step_function.py).
+
+Usage: python benchmarks/sim_speed.py [--requests 100000] [--repeats 5] [--only overload]
+                                      [--overload 2000,4000,8000,16000,32000,64000,100000]
+                                      [--reservation calendar|published]
 """
 
 from __future__ import annotations
@@ -86,13 +94,48 @@ def bench_generated(num_requests: int) -> None:
           f"placement {res.timings['placement_time_s']:.3f} s")
 
 
+def overload_scenario(num_requests: int, servers: int = 60, rate: float = 8.0, reservation: str = "calendar") -> dict:
+    return {
+        "name": f"overload-{servers}",
+        "description": f"{servers} servers at λ = {rate}/s, more than they serve (sim_speed overload case)",
+        "model": "BLOOM-176B",
+        "topology": {"geo": {"num_nodes": servers, "k_nearest": 3}},
+        "servers": {"count": servers, "gpu_mix": {"A100-80GB": 0.2, "MIG-1g.10gb": "rest"}},
+        "clients": {"count": 1},
+        "workload": {"arrival": "poisson", "arrival_rate_per_s": rate, "num_requests": num_requests,
+                     "prompt_tokens": 20, "output_tokens": 128},
+        "simulator": {"reservation": reservation, "backoff": True},
+    }
+
+
+def bench_overload(counts: list[int], servers: int = 60, rate: float = 8.0, reservation: str = "calendar") -> None:
+    print(f"overload: cg-bp + ws-rr, {servers} servers, λ = {rate}/s (requests queue), {reservation} reservations")
+    for n in counts:
+        sc = load_scenario(overload_scenario(n, servers, rate, reservation))
+        t0 = time.perf_counter()
+        res = simulate(sc, "cg-bp", "ws-rr", seed=0)
+        wall = time.perf_counter() - t0
+        s = res.summary
+        print(f"  {n:>7,} requests: {wall:8.2f} s wall, {1e3 * wall / n:6.3f} ms/request; completed "
+              f"{s['num_completed']:,}, mean wait {s['wait_mean_s']:,.1f} s, mean hops {s['mean_hops']:.1f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--overload", default="2000,4000,8000,16000,32000,64000,100000",
+                    help="comma-separated request counts for the overload case")
+    ap.add_argument("--reservation", choices=("calendar", "published"), default="calendar",
+                    help="reservation mode of the overload case")
+    ap.add_argument("--only", choices=("gtsce", "generated", "overload"), default=None)
     args = ap.parse_args()
-    bench_gtsce(args.repeats)
-    bench_generated(args.requests)
+    if args.only in (None, "gtsce"):
+        bench_gtsce(args.repeats)
+    if args.only in (None, "generated"):
+        bench_generated(args.requests)
+    if args.only in (None, "overload"):
+        bench_overload([int(x) for x in args.overload.split(",") if x.strip()], reservation=args.reservation)
 
 
 if __name__ == "__main__":

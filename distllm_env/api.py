@@ -19,14 +19,15 @@ from .instance import Instance, build_instance
 from .metrics import summarize
 from .outputs import record_row, write_requests
 from .placement import Placement, PlacementResult
-from .policies import default_placement, default_routing, family_of, make_placement, make_routing
+from .registry import (check_scenario_policies, family_delay_s, family_of, make_placement, resolve_placement,
+                       resolve_routing)
 from .rng import check_seed, generators, seed_streams
 from .scenario import Scenario, load_scenario
 from .simulator import RequestRecord, Simulation
 from .workload import Request, generate_requests
 
 ALLOCATION_DELAY_NOTE = ("allocation delays are fitted constants of the published simulator, charged per "
-                         "request by policy family (CONTRACTS.md §4)")
+                         "request by policy family (docs/contracts.md §4)")
 
 
 @dataclass(eq=False)
@@ -48,7 +49,7 @@ class SimulationResult:
 
     def write(self, path: str | Path) -> Path:
         """Write the per-request table (CSV or JSON by extension)."""
-        return write_requests(path, self.records, self.meta)
+        return write_requests(path, self.records, self.meta, self.summary)
 
     def rows(self, json_route: bool = False) -> list[dict]:
         return [record_row(r, json_route) for r in self.records]
@@ -61,8 +62,9 @@ def policy_name(policy: Any) -> str:
 
 
 def allocation_delay_for(scenario: Scenario, family: str, delays: Mapping[str, float] | None = None) -> float:
-    delays = scenario.simulator.allocation_delay_s if delays is None else delays
-    return float(delays.get(family, delays.get("default", 0.0)))
+    """The allocation delay (s) per request of ``family``: ``delays`` (default: the scenario's
+    ``simulator.allocation_delay_s``) looked up by :func:`distllm_env.registry.family_delay_s`."""
+    return family_delay_s(scenario.simulator.allocation_delay_s if delays is None else delays, family)
 
 
 def run_routing(sim: Simulation, router: Any, rng: np.random.Generator, splitter: Any = None) -> list[float]:
@@ -87,14 +89,16 @@ def run_routing(sim: Simulation, router: Any, rng: np.random.Generator, splitter
     return times
 
 
-def place(instance: Instance, placement: Any, rng: np.random.Generator, scenario: Scenario | None = None
-          ) -> tuple[PlacementResult, str, float]:
-    """Resolve and run a placement: returns (result, name, wall time in s)."""
+def place(instance: Instance, placement: Any, rng: np.random.Generator, scenario: Scenario | None = None, *,
+          field: str = "placement") -> tuple[PlacementResult, str, float]:
+    """Resolve and run a placement: returns (result, name, wall time in s).  ``placement`` is a
+    :class:`PlacementResult`, a :class:`Placement`, a policy object, a registered name or an import
+    path given by the caller (see :func:`distllm_env.registry.make_placement`, which raises)."""
     if isinstance(placement, PlacementResult):
         return placement, "given", 0.0
     if isinstance(placement, Placement):
         return PlacementResult(placement), "given", 0.0
-    policy = make_placement(placement, scenario)
+    policy = make_placement(placement, scenario, field=field)
     t0 = time.perf_counter()
     result = policy.place(instance, rng)
     return result, policy_name(policy), time.perf_counter() - t0
@@ -110,25 +114,34 @@ def simulate(
     allocation_delays: Mapping[str, float] | None = None,
     requests: Sequence[Request] | None = None,
     splitter: Any = None,
+    allow_imports: bool = False,
 ) -> SimulationResult:
     """Simulate ``scenario`` for one ``seed`` under a placement and a routing policy.
 
     ``placement`` / ``routing`` are registered names (``even``, ``shortest``, …), ``module:Class``
     import paths, policy objects, or (placement only) a :class:`Placement` / :class:`PlacementResult`;
-    ``None`` takes the scenario's ``policy_defaults`` (else ``cg-bp`` / ``ws-rr``).
+    ``None`` takes the scenario's ``policy_defaults`` (else ``cg-bp`` / ``ws-rr``).  Import paths are
+    imported only when given here; the scenario's ``policy_defaults`` may name one only with
+    ``allow_imports=True`` (README, "Trust boundary").  Both policies are resolved and checked
+    (``place`` / ``route``) before anything runs.
     ``allocation_delays`` replaces the scenario's per-family delays (e.g. ``{}`` for none).
     ``splitter`` (split inference) decides per request how many leading blocks the client runs
     (``plan(request, instance) -> ClientPart``).
+
+    Raises :class:`~distllm_env.errors.ScenarioError` (bad scenario, refused import path, bad policy
+    option) and :class:`~distllm_env.errors.PolicyLoadError` (unknown name, failed import, missing
+    ``place`` / ``route``).
     """
     seed = check_seed(seed)
     sc = load_scenario(scenario, overrides)
+    check_scenario_policies(sc, allow_imports)
+    if not isinstance(placement, (Placement, PlacementResult)):
+        placement = resolve_placement(placement, sc, allow_imports=allow_imports)
+    router = resolve_routing(routing, sc, allow_imports=allow_imports)
     inst = build_instance(sc, seed)
     reqs = list(requests) if requests is not None else generate_requests(inst, seed)
     placement_rng, routing_rng = generators(seed_streams(seed)["policy"], 2)
-    placement = default_placement(sc) if placement is None else placement
-    routing = default_routing(sc) if routing is None else routing
     presult, pname, t_place = place(inst, placement, placement_rng, sc)
-    router = make_routing(routing, sc)
     rname = policy_name(router)
     family = family_of(pname if pname != "given" else placement, rname)
     delays = dict(sc.simulator.allocation_delay_s if allocation_delays is None else allocation_delays)

@@ -1,4 +1,4 @@
-"""Catalog of models, GPUs, client devices and per-(model, GPU) calibration (CONTRACTS.md §2).
+"""Catalog of models, GPUs, client devices and per-(model, GPU) calibration (docs/contracts.md §2).
 
 Every constant carries its source.  Source classes (docs/fidelity.md):
 
@@ -29,12 +29,12 @@ from .errors import ScenarioError
 GB = 10**9
 GIB = 2**30
 
-#: NF4 bytes per parameter, PETALS' empirical figure (petals ``server/block_utils.py``; reference
-#: petals_and_peers.md §A.3).
+#: NF4 bytes per parameter, PETALS' empirical figure (petals ``server/block_utils.py``; docs/model.md
+#: §8.1).
 NF4_BYTES_PER_PARAM = 4.25 / 8
 #: Weight overhead factor PETALS applies on top of the raw parameter bytes (+1 %, same source).
 WEIGHT_OVERHEAD = 1.01
-#: Bytes per cached K or V value (fp16/bf16), CONTRACTS.md §1.
+#: Bytes per cached K or V value (fp16/bf16), docs/contracts.md §1.
 KV_BYTES_PER_VALUE = 2
 #: Bits PETALS counts per token on the wire: one fp16 hidden vector (petals ``server/throughput.py``).
 NETWORK_BITS_PER_HIDDEN_VALUE = 16
@@ -71,7 +71,7 @@ class ModelSpec:
         return 2.0 * self.params_per_block
 
     def kv_bytes_per_block(self, prompt_tokens: int, output_tokens: int) -> int:
-        """KV bytes one session holds per processed block (CONTRACTS.md §1):
+        """KV bytes one session holds per processed block (docs/contracts.md §1):
         2 (K and V) · (d_model / kv_group_size) · (prompt + output tokens) · 2 bytes."""
         return 2 * (self.d_model // self.kv_group_size) * (prompt_tokens + output_tokens) * KV_BYTES_PER_VALUE
 
@@ -110,7 +110,7 @@ class DeviceSpec:
     def compute_time_s(self, flops, bytes_moved=0.0):
         """Roofline time of a kernel: max(FLOPs / effective FLOP/s, bytes read / memory bandwidth).
         Decoding one token reads every weight of a block once, so on a client it is usually
-        bandwidth-bound (the same reason the catalog derives τ from memory bandwidth, CONTRACTS.md §2)."""
+        bandwidth-bound (the same reason the catalog derives τ from memory bandwidth, docs/contracts.md §2)."""
         t = flops / self.effective_flops
         if self.memory_bandwidth_bytes_per_s is None:
             return t
@@ -144,10 +144,10 @@ class Calibration:
 _BUILTIN_MODELS = (
     ModelSpec(
         name="BLOOM-176B", num_blocks=70, d_model=14336, num_heads=112, num_kv_heads=112,
-        # 12·d² + 13·d = 2,466,437,120 parameters per block (reference geo_distributed_inference.md §1.2)
+        # 12·d² + 13·d = 2,466,437,120 parameters per block (docs/model.md §2)
         params_per_block=2_466_437_120, max_sequence_tokens=2048,
         source="bigscience/bloom config.json (n_layer 70, hidden 14336, n_head 112); "
-               "params per block and max sequence 2048 from arXiv 2512.21884 (reference §1.2, §8.2)",
+               "params per block and max sequence 2048 from arXiv 2512.21884 (docs/model.md §2; docs/contracts.md §4)",
     ),
     ModelSpec(
         name="Llama-2-70B", num_blocks=80, d_model=8192, num_heads=64, num_kv_heads=8,
@@ -182,13 +182,13 @@ _BUILTIN_GPUS = (
     GpuSpec(
         name="A100-80GB", memory_bytes=int(86.13 * GB), memory_bandwidth_bytes_per_s=1935e9,
         dense_bf16_flops=312e12,
-        source="memory 86.13 GB as used by the published simulator's sweeps (reference §2.3, measured); "
+        source="memory 86.13 GB as used by the published simulator's sweeps (docs/model.md §4.5, measured); "
                "1,935 GB/s and 312 TFLOPS dense BF16 from the NVIDIA A100 80GB PCIe datasheet",
     ),
     GpuSpec(
         name="MIG-1g.10gb", memory_bytes=int(9.1 * GB), memory_bandwidth_bytes_per_s=1935e9 / 8,
         dense_bf16_flops=312e12 / 7, max_blocks=4,
-        source="memory 9.1 GB and the 4-block cap from the published simulator (reference §2.3, §5.1); "
+        source="memory 9.1 GB and the 4-block cap from the published simulator (docs/model.md §4.5, §6); "
                "1/8 of the A100's memory bandwidth and 1/7 of its compute per the NVIDIA MIG user guide",
     ),
     GpuSpec(
@@ -271,7 +271,7 @@ _ANCHOR = ("BLOOM-176B", "A100-80GB")
 
 _MEASURED_SOURCE = (
     "measured by the authors of arXiv 2512.21884; constants of their public simulator "
-    "(TingyangSunJeff/LLM_inference_simulator, MIT) and its throughput_v5.json (reference §2.3)"
+    "(TingyangSunJeff/LLM_inference_simulator, MIT) and its throughput_v5.json (docs/model.md §4.5)"
 )
 
 _BUILTIN_CALIBRATIONS = (
@@ -305,17 +305,17 @@ class Catalog:
 
     def model(self, name: str, path: str = "model") -> ModelSpec:
         if name not in self.models:
-            raise ScenarioError(path, f"unknown model {name!r}; expected one of {sorted(self.models)}")
+            raise ScenarioError(path, f"unknown model {_short(name)}; expected one of {sorted(self.models)}")
         return self.models[name]
 
     def gpu(self, name: str, path: str = "gpu") -> GpuSpec:
         if name not in self.gpus:
-            raise ScenarioError(path, f"unknown GPU {name!r}; expected one of {sorted(self.gpus)}")
+            raise ScenarioError(path, f"unknown GPU {_short(name)}; expected one of {sorted(self.gpus)}")
         return self.gpus[name]
 
     def device(self, name: str, path: str = "device") -> DeviceSpec:
         if name not in self.devices:
-            raise ScenarioError(path, f"unknown device {name!r}; expected one of {sorted(self.devices)}")
+            raise ScenarioError(path, f"unknown device {_short(name)}; expected one of {sorted(self.devices)}")
         return self.devices[name]
 
     def calibration(self, model: str, gpu: str) -> Calibration:
@@ -342,7 +342,7 @@ class Catalog:
 
 
 def derive_calibration(model: ModelSpec, gpu: GpuSpec, catalog: Catalog) -> Calibration:
-    """Derive a (model, GPU) calibration from the measured BLOOM-176B × A100-80GB pair (CONTRACTS.md §2).
+    """Derive a (model, GPU) calibration from the measured BLOOM-176B × A100-80GB pair (docs/contracts.md §2).
 
     * decode is memory-bandwidth bound:
       τ = τ(BLOOM, A100) × bytes_per_block(model)/bytes_per_block(BLOOM) × bandwidth(A100)/bandwidth(gpu);
@@ -378,7 +378,7 @@ def derive_calibration(model: ModelSpec, gpu: GpuSpec, catalog: Catalog) -> Cali
         forward_rps=anchor.forward_rps / prefill_scale,
         network_rps=network_bits_per_s / (model.d_model * NETWORK_BITS_PER_HIDDEN_VALUE),
         derived=True,
-        source=(f"derived from {anchor_model_name} × {anchor_gpu_name} (CONTRACTS.md §2): decode × "
+        source=(f"derived from {anchor_model_name} × {anchor_gpu_name} (docs/contracts.md §2): decode × "
                 f"{decode_scale:.4g} (weight bytes × memory bandwidth), prefill × {prefill_scale:.4g} "
                 f"(FLOPs × dense bf16 FLOP/s)"),
     )
@@ -391,28 +391,48 @@ def calibration_from_petals_json(path: str | Path, entry: str, model: ModelSpec,
     PETALS stores per-block tokens/s: ``inference_rps`` (1 token/step with cache) gives
     τ = 1/inference_rps; ``forward_rps`` (1024-token forward, no cache) gives a prefill time
     τ^I(l_in) = l_in / forward_rps (slope only, no intercept).  Source: petals ``server/throughput.py``
-    (reference petals_and_peers.md §A.2).
+    (docs/model.md §8.2).
     """
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ScenarioError(field_path, f"cannot read PETALS throughput file {str(path)!r}: {exc}") from None
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(field_path, f"PETALS throughput file {_short(str(path))} is not UTF-8 text "
+                                        f"(byte at offset {exc.start})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ScenarioError(field_path, f"cannot read PETALS throughput file {_short(str(path))}: "
+                                        f"{' '.join(str(exc).split())[:120]}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(field_path, f"PETALS throughput file {_short(str(path))} must hold a JSON object "
+                                        f"(entry → record), got {type(data).__name__}")
     if entry not in data:
-        raise ScenarioError(field_path, f"entry {entry!r} not in {str(path)!r}; entries: {sorted(data)}")
+        names = sorted(map(str, data))
+        raise ScenarioError(field_path, f"entry {_short(entry)} not in {_short(str(path))}; entries: "
+                                        f"{_short(names, 200)}")
     rec = data[entry]
+    if not isinstance(rec, dict):
+        raise ScenarioError(field_path, f"entry {_short(entry)} must be a JSON object with inference_rps, "
+                                        f"forward_rps and network_rps, got {type(rec).__name__}")
     try:
         inference, forward, network = (float(rec[k]) for k in ("inference_rps", "forward_rps", "network_rps"))
     except (KeyError, TypeError, ValueError):
-        raise ScenarioError(field_path, f"entry {entry!r} must hold numeric inference_rps, forward_rps "
+        raise ScenarioError(field_path, f"entry {_short(entry)} must hold numeric inference_rps, forward_rps "
                                         "and network_rps") from None
+    except OverflowError:
+        raise ScenarioError(field_path, f"entry {_short(entry)} holds a number too large for a float") from None
     for name, value in (("inference_rps", inference), ("forward_rps", forward), ("network_rps", network)):
         if not (math.isfinite(value) and value > 0):
-            raise ScenarioError(f"{field_path}.{name}", f"must be a positive number, got {value!r}")
+            raise ScenarioError(f"{field_path}.{name}", f"must be a positive finite number, got {value!r}")
     return Calibration(
         model=model.name, gpu=gpu, tau_decode_s=1.0 / inference, prefill_slope_s_per_token=1.0 / forward,
         prefill_intercept_s=0.0, inference_rps=inference, forward_rps=forward, network_rps=network,
         derived=False, source=f"PETALS throughput cache {Path(path).name}[{entry}]",
     )
+
+
+def _short(value, limit: int = 60) -> str:
+    """A repr cut to ``limit`` characters (user values echoed into errors stay short)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def default_catalog() -> Catalog:

@@ -1,4 +1,4 @@
-"""Routes, route feasibility (Lemma 1) and the block-ordered chain DAG (reference §1.3).
+"""Routes, route feasibility (Lemma 1) and the block-ordered chain DAG (docs/model.md §3).
 
 A *chain* is the ordered list of servers a session visits.  Each block is processed at the first
 server on the chain that hosts it and a server always runs up to its own last block, so after server
@@ -58,7 +58,7 @@ class Route:
         return len(self.hops)
 
     def to_text(self) -> str:
-        """CSV form of CONTRACTS.md §6: ``s3:0-40|s7:41-69``."""
+        """CSV form of docs/contracts.md §6: ``s3:0-40|s7:41-69``."""
         return "|".join(f"s{h.server}:{h.first_block}-{h.last_block}" for h in self.hops)
 
     def to_json(self) -> list[dict]:

@@ -2,7 +2,7 @@
 
 Each sub-command lives in its own module under :mod:`distllm_env.commands` and exposes
 ``register(subparsers)``; this module only assembles them and maps errors to exit codes
-(CONTRACTS.md §5): 0 ok, 2 bad input (scenario, override, policy path) with one clean line and no
+(docs/contracts.md §5): 0 ok, 2 bad input (scenario, override, policy path) with one clean line and no
 traceback, 1 anything else.
 """
 
@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:   # argparse already printed its message
         return int(exc.code) if isinstance(exc.code, int) else 2
     try:
-        return int(args.func(args) or 0)
+        from .commands.common import cwd_on_import_path
+
+        with cwd_on_import_path():      # --policy my_pkg:Class finds ./my_pkg without PYTHONPATH=.
+            return int(args.func(args) or 0)
     except (ScenarioError, PolicyLoadError) as exc:
         print(f"distllm-env: error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""``compare()``: several policies on one scenario over paired seeds (CONTRACTS.md §5–6).
+"""``compare()``: several policies on one scenario over paired seeds (docs/contracts.md §5–6).
 
 A compare policy is a preset name (``petals``, ``proposed``, ``cg-bprr``, …), ``PLACEMENT+ROUTER``,
 or ``module:Class``.  A ``module:Class`` (or an object passed from Python) provides ``place(instance,
@@ -7,7 +7,7 @@ Every policy sees the same instance and workload per seed (common random numbers
 
 Allocation delays: the scenario's per-family delays apply, except that a comparison including a
 user's or learned policy sets all delays equal (0) unless ``allocation_delays`` says otherwise
-(CONTRACTS.md §4).  Every output states the delays used.
+(docs/contracts.md §4).  Every output states the delays used.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ import numpy as np
 from ._version import __version__
 from .api import ALLOCATION_DELAY_NOTE, SimulationResult, simulate
 from .errors import PolicyLoadError
-from .outputs import json_safe
-from .policies import (FAMILIES, PRESETS, default_placement, default_routing, load_object, split_policy_spec)
+from .outputs import json_safe, sidecar_json, write_csv
+from .imports import load_object
+from .registry import (check_scenario_policies, default_placement, default_routing, family_delay_s, family_of,
+                       make_placement, make_routing, split_policy_spec)
 from .scenario import Scenario, load_scenario
 
 RESULT_COLUMNS = ("policy", "family", "mean_per_token_time_s", "mean_per_token_time_s_std", "ttft_p50_s",
@@ -42,25 +44,22 @@ class ComparePolicy:
     user: bool = False
 
 
-def resolve_policy(spec: Any, scenario: Scenario) -> ComparePolicy:
-    """Turn a compare policy spec into (placement, routing, family)."""
+def resolve_policy(spec: Any, scenario: Scenario, allow_imports: bool = False) -> ComparePolicy:
+    """Turn a compare policy spec into (placement, routing, family); a :class:`ComparePolicy` is kept."""
+    if isinstance(spec, ComparePolicy):
+        return spec
     if not isinstance(spec, str):
-        return _from_object(spec, getattr(spec, "name", type(spec).__name__), scenario)
+        return _from_object(spec, getattr(spec, "name", type(spec).__name__), scenario, allow_imports)
     label, p, r = split_policy_spec(spec)
     if r == "":  # module:Class
-        return _from_object(load_object(p), label, scenario)
-    family = FAMILIES.get(label, "default") if label in PRESETS else _pair_family(p, r)
-    return ComparePolicy(label, p, r, family)
+        return _from_object(load_object(p, field="policies"), label, scenario, allow_imports)
+    # resolved (options and place/route checked) now; simulate() builds fresh objects per seed
+    make_placement(p, scenario, field=f"policy {label!r}")
+    make_routing(r, scenario, field=f"policy {label!r}")
+    return ComparePolicy(label, p, r, family_of(p, r))
 
 
-def _pair_family(p: str, r: str) -> str:
-    for preset, pair in PRESETS.items():
-        if pair == (p, r):
-            return FAMILIES.get(preset, "default")
-    return "default"
-
-
-def _from_object(obj: Any, label: str, scenario: Scenario) -> ComparePolicy:
+def _from_object(obj: Any, label: str, scenario: Scenario, allow_imports: bool = False) -> ComparePolicy:
     if isinstance(obj, type):
         try:
             obj = obj()
@@ -69,8 +68,9 @@ def _from_object(obj: Any, label: str, scenario: Scenario) -> ComparePolicy:
     has_place, has_route = callable(getattr(obj, "place", None)), callable(getattr(obj, "route", None))
     if not (has_place or has_route):
         raise PolicyLoadError(f"policy {label!r} has neither place(instance, rng) nor route(request, view, rng)")
-    return ComparePolicy(label, obj if has_place else default_placement(scenario),
-                         obj if has_route else default_routing(scenario), "default", user=True)
+    return ComparePolicy(label, obj if has_place else default_placement(scenario, allow_imports=allow_imports),
+                         obj if has_route else default_routing(scenario, allow_imports=allow_imports), "default",
+                         user=True)
 
 
 @dataclass
@@ -88,9 +88,9 @@ class CompareResult:
                           indent=1) + "\n"
 
     def to_csv(self) -> str:
+        """The results table as plain CSV (:data:`RESULT_COLUMNS`; no comment lines: ``meta`` goes to
+        the sidecar ``F.csv.json`` that :meth:`write` adds)."""
         buf = io.StringIO()
-        for k, v in self.meta.items():
-            buf.write(f"# {k}: {json.dumps(json_safe(v), sort_keys=True)}\n")
         w = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n", extrasaction="ignore")
         w.writeheader()
         for row in self.results:
@@ -104,7 +104,7 @@ class CompareResult:
         if suffix == ".json":
             path.write_text(self.to_json())
         elif suffix == ".csv":
-            path.write_text(self.to_csv())
+            write_csv(path, self.to_csv(), sidecar_json(self.meta, RESULT_COLUMNS, per_seed=self.per_seed))
         elif suffix == ".png":
             plot_compare(self, path)
         else:
@@ -113,13 +113,18 @@ class CompareResult:
 
 
 def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds: Sequence[int] = (0,),
-            overrides: Sequence[str] = (), allocation_delays: Mapping[str, float] | None = None) -> CompareResult:
+            overrides: Sequence[str] = (), allocation_delays: Mapping[str, float] | None = None,
+            allow_imports: bool = False) -> CompareResult:
     """Simulate every policy on every seed and aggregate (means over seeds; std of the per-token
     time across seeds).  ``allocation_delays=None`` keeps the scenario's delays unless a user or
-    learned policy takes part, in which case all delays are 0."""
+    learned policy takes part, in which case all delays are 0.  ``allow_imports=True`` lets the
+    scenario's ``policy_defaults`` name import paths (README, "Trust boundary").  Raises
+    :class:`ScenarioError` / :class:`PolicyLoadError` before anything runs when a policy cannot be
+    resolved."""
     sc = load_scenario(scenario, overrides)
+    check_scenario_policies(sc, allow_imports)
     seeds = [int(s) for s in seeds]
-    resolved = [resolve_policy(p, sc) for p in policies]
+    resolved = [resolve_policy(p, sc, allow_imports) for p in policies]
     labels = [p.label for p in resolved]
     if len(set(labels)) != len(labels):
         raise PolicyLoadError(f"duplicate policies in {labels}")
@@ -134,10 +139,11 @@ def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds
     for pol in resolved:
         rows = []
         for seed in seeds:
-            res: SimulationResult = simulate(sc, pol.placement, pol.routing, seed=seed, allocation_delays=delays)
+            res: SimulationResult = simulate(sc, pol.placement, pol.routing, seed=seed, allocation_delays=delays,
+                                             allow_imports=allow_imports)
             runs[(pol.label, seed)] = res
             s = res.summary
-            delay = delays.get(pol.family, delays.get("default", 0.0))
+            delay = family_delay_s(delays, pol.family)
             row = {"policy": pol.label, "seed": seed, "family": pol.family,
                    "mean_per_token_time_s": s["mean_per_token_time_s"], "ttft_p50_s": s["ttft_p50_s"],
                    "ttft_p95_s": s["ttft_p95_s"], "wait_mean_s": s["wait_mean_s"],
@@ -183,29 +189,105 @@ def _plain(d: Mapping) -> dict:
     return out
 
 
-def plot_compare(result: CompareResult, path: str | Path) -> None:
-    """Bar chart of mean per-token time (± std over seeds) with a caption stating the provenance."""
+def paired_differences(result: CompareResult, reference: str | None = None) -> list[dict]:
+    """Per policy (the reference excluded), the paired per-seed relative differences of mean per-token
+    time against ``reference`` (default: the first policy), ``d_s = T_policy,s / T_ref,s − 1``, with
+    their mean and a 95 % confidence interval of the mean (Student t over the seeds, paired design;
+    None with one seed or non-finite values).  Keys: ``policy``, ``diffs`` (one per seed, in
+    ``result.seeds`` order), ``mean``, ``ci_low``, ``ci_high``, ``min``, ``max`` (all fractions)."""
+    from scipy import stats
+
+    ref = reference or result.policies[0].label
+    by = {(r["policy"], r["seed"]): r["mean_per_token_time_s"] for r in result.per_seed}
+    base = np.array([by[(ref, s)] for s in result.seeds], dtype=float)
+    out = []
+    for pol in result.policies:
+        if pol.label == ref:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.array([by[(pol.label, s)] for s in result.seeds], dtype=float) / base - 1.0
+        finite = bool(np.all(np.isfinite(d)))
+        mean = float(np.mean(d)) if finite else math.nan
+        lo = hi = None
+        if finite and len(d) > 1:
+            half = float(stats.t.ppf(0.975, len(d) - 1) * np.std(d, ddof=1) / math.sqrt(len(d)))
+            lo, hi = mean - half, mean + half
+        out.append({"policy": pol.label, "diffs": d.tolist(), "mean": mean, "ci_low": lo, "ci_high": hi,
+                    "min": float(np.min(d)) if finite else math.nan, "max": float(np.max(d)) if finite else math.nan})
+    return out
+
+
+def plot_compare(result: CompareResult, path: str | Path, reference: str | None = None) -> None:
+    """Two panels, with a caption stating the provenance (the text table stays the primary output):
+
+    * left: per policy, the paired per-seed relative difference of mean per-token time against the
+      reference policy (default: the first), in %: one dot per seed, the mean, and its 95 % CI
+      (:func:`paired_differences`); > 0 means slower than the reference;
+    * right: mean per-token time per policy (s) with its min–max over seeds; the axis does not start
+      at 0, so that differences of a few % stay visible."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
+    ref = reference or result.policies[0].label
+    diffs = paired_differences(result, ref)
     labels = [r["policy"] for r in result.results]
-    means = [r["mean_per_token_time_s"] for r in result.results]
-    stds = [r["mean_per_token_time_s_std"] for r in result.results]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(labels) + 2), 4.2))
-    ax.bar(labels, means, yerr=stds, capsize=4, color="#4C72B0")
-    ax.set_ylabel("mean per-token time (s)")
-    ax.set_title(f"{result.meta['scenario']} — {len(result.seeds)} seed(s)")
+    n = len(result.seeds)
+    fig, (ax_d, ax_a) = plt.subplots(1, 2, figsize=(11, max(3.2, 0.45 * len(labels) + 2.2)),
+                                     gridspec_kw={"width_ratios": [1.25, 1]})
+    ys = np.arange(len(diffs))[::-1]
+    for y, r in zip(ys, diffs):
+        d = 100 * np.asarray(r["diffs"])
+        ax_d.scatter(d, np.full(len(d), y) + (np.linspace(-0.12, 0.12, len(d)) if len(d) > 1 else 0.0), s=12, color="#8FA8C8",
+                     label="per-seed difference" if y == ys[0] else None, zorder=2)
+        if r["ci_low"] is not None:
+            ax_d.errorbar(100 * r["mean"], y, xerr=[[100 * (r["mean"] - r["ci_low"])], [100 * (r["ci_high"] - r["mean"])]],
+                          fmt="none", ecolor="#C44E52", capsize=5, lw=2, zorder=3,
+                          label="95 % CI of the mean (paired t)" if y == ys[0] else None)
+        ax_d.scatter([100 * r["mean"]], [y], marker="D", s=40, color="#C44E52", zorder=4,
+                     label=(f"mean over {n} seeds" if n > 1 else "1 seed: no CI") if y == ys[0] else None)
+        if math.isfinite(r["mean"]):
+            ax_d.annotate(f"{100 * r['mean']:+.2f} %", (100 * r["mean"], y), xytext=(0, 7),
+                          textcoords="offset points", ha="center", fontsize=8)
+    ax_d.axvline(0.0, color="black", lw=1)
+    ax_d.set_yticks(ys, [r["policy"] for r in diffs])
+    ax_d.set_ylim(-0.8, max(len(diffs) - 0.2, 0.8))
+    ax_d.set_xlabel(f"T / T({ref}) − 1 per seed, T = mean per-token time (%; > 0 = slower)")
+    ax_d.set_title(f"difference to {ref}")
+    if diffs:
+        ax_d.legend(fontsize=7, loc="best")
+    else:
+        ax_d.text(0.5, 0.5, "one policy: nothing to compare", ha="center", transform=ax_d.transAxes)
+
+    by: dict[str, list[float]] = {}
+    for r in result.per_seed:
+        by.setdefault(r["policy"], []).append(r["mean_per_token_time_s"])
+    ya = np.arange(len(labels))[::-1]
+    for y, lab in zip(ya, labels):
+        v = np.asarray(by[lab], dtype=float)
+        m = float(np.mean(v))
+        ax_a.errorbar(m, y, xerr=[[m - np.min(v)], [np.max(v) - m]], fmt="o", color="#4C72B0", capsize=4,
+                      label="mean; bar: min–max over seeds" if y == ya[0] else None)
+    ax_a.set_yticks(ya, labels)
+    ax_a.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+    ax_a.ticklabel_format(axis="x", useOffset=False)
+    ax_a.set_ylim(-0.8, len(labels) - 0.2)
+    ax_a.set_xlabel("mean per-token time (s); axis not from 0")
+    ax_a.set_title("absolute")
+    ax_a.legend(fontsize=7, loc="best")
+
     m = result.meta
+    fig.suptitle(f"{m['scenario']} — {n} paired seed(s); the text table is the primary output", fontsize=10)
     caption = (f"distllm-env {m['version']} · scenario {m['scenario']} ({m['scenario_hash']}) · seeds "
                f"{result.seeds[0]}…{result.seeds[-1]} · overrides {m['overrides'] or 'none'}\n"
                f"allocation delays: {m['allocation_delays'] or 'none'} ({m['allocation_delay_rule']})"
                + (f" · derived calibrations: {', '.join(m['derived_calibrations'])}" if m["derived_calibrations"] else ""))
     fig.text(0.01, 0.01, caption, fontsize=6.5, ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-__all__ = ["CompareResult", "ComparePolicy", "compare", "plot_compare", "resolve_policy"]
+__all__ = ["CompareResult", "ComparePolicy", "compare", "paired_differences", "plot_compare", "resolve_policy"]

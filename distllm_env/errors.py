@@ -1,4 +1,4 @@
-"""Exception types shared by every part of distllm-env (CONTRACTS.md §7).
+"""Exception types shared by every part of distllm-env (docs/contracts.md §7).
 
 Every error a user can cause by bad input derives from :class:`DistLLMError`, so callers (the CLI,
 the environments, a user's own scripts) can catch one type.  Messages always name the offending

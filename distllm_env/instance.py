@@ -1,7 +1,7 @@
 """Concrete instances: a scenario with its samplers drawn for one seed.
 
 :func:`build_instance` draws the topology (geo), the servers and the clients from the ``instance``
-stream (CONTRACTS.md §1) and precomputes the arrays every policy and the simulator use: server
+stream (docs/contracts.md §1) and precomputes the arrays every policy and the simulator use: server
 memory and timing, client→server RTTs and per-token costs.
 """
 
@@ -17,7 +17,7 @@ from .errors import ScenarioError
 from .perf import prefill_comm_s, token_cost_s
 from .rng import generators, seed_streams
 from .scenario import (ClientSampler, ClusteredTopologySpec, GeoTopologySpec, RepetitaTopologySpec, Scenario,
-                       ServerSampler)
+                       ServerSampler, load_scenario)
 from .topology import Topology, clustered_topology, geo_topology, load_repetita
 
 
@@ -45,7 +45,7 @@ class Client:
 
 
 def round_half_up(x: float) -> int:
-    """Round half up (0.5 → 1), as CONTRACTS.md §4 specifies for server counts."""
+    """Round half up (0.5 → 1), as docs/contracts.md §4 specifies for server counts."""
     return int(np.floor(x + 0.5 + 1e-9))
 
 
@@ -100,7 +100,7 @@ class Instance:
     @cached_property
     def kv_block_bytes(self) -> int:
         """s_c: one session's KV bytes per block at the scenario's maximum prompt + output, the scalar
-        that CG-BP, |R| and PETALS' pool use (CONTRACTS.md §1)."""
+        that CG-BP, |R| and PETALS' pool use (docs/contracts.md §1)."""
         sc = self.scenario
         return self.model.kv_bytes_per_block(sc.max_prompt_tokens, sc.max_output_tokens)
 
@@ -175,7 +175,14 @@ def _sample_servers(scenario: Scenario, sampler: ServerSampler, topo: Topology, 
 
 
 def build_instance(scenario: Scenario, seed: int = 0) -> Instance:
-    """Realise ``scenario`` for ``seed`` (draws only from the ``instance`` stream)."""
+    """Realise ``scenario`` for ``seed`` (draws only from the ``instance`` stream).
+
+    Runs the checks that need the drawn topology, which parsing leaves here: node names and
+    indices, distinct-node counts, GPU mixes against the drawn count, clients cut off from every
+    server.
+
+    Raises:
+        ScenarioError: naming the field's dotted path (``servers.0.node``, ``clients.count``)."""
     topo_rng, server_rng, client_rng = generators(seed_streams(seed)["instance"], 3)
     topo = _build_topology(scenario, topo_rng)
     catalog = scenario.catalog
@@ -214,4 +221,16 @@ def build_instance(scenario: Scenario, seed: int = 0) -> Instance:
     return Instance(scenario, seed, topo, tuple(servers), tuple(clients))
 
 
-__all__ = ["Client", "Instance", "Server", "build_instance", "round_half_up"]
+def validate_scenario(spec, overrides=(), seed: int = 0) -> Scenario:
+    """Load ``spec`` (as :func:`~distllm_env.scenario.load_scenario`) and build its ``seed`` instance,
+    so that every check runs, including those that need the drawn topology (node names,
+    connectivity, distinct-node counts).  Returns the scenario.
+
+    Raises:
+        ScenarioError: naming the field's dotted path."""
+    scenario = load_scenario(spec, overrides)
+    build_instance(scenario, seed)
+    return scenario
+
+
+__all__ = ["Client", "Instance", "Server", "build_instance", "round_half_up", "validate_scenario"]

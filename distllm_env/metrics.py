@@ -1,4 +1,4 @@
-"""Summary metrics of a simulation (CONTRACTS.md §6).
+"""Summary metrics of a simulation (docs/contracts.md §6).
 
 * ``mean_per_token_time_s = Σ(completion_s − arrival_s) / Σ output_tokens`` over completed requests;
 * ``ttft_s = first_token_s − arrival_s``; ``wait_s = start_s − arrival_s`` (after back-off);
@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .simulator import RequestRecord
+from .simulator import RequestRecord, check_record
 
 
 def memory_profile(records: Sequence[RequestRecord], num_servers: int):
@@ -48,9 +48,12 @@ def memory_profile(records: Sequence[RequestRecord], num_servers: int):
 
 
 def summarize(records: Sequence[RequestRecord], capacity_bytes: Sequence[int]) -> dict:
-    """The summary dictionary of one run."""
+    """The summary dictionary of one run (keys: docs/contracts.md §6).  Raises ``AssertionError`` if a
+    completed record has non-finite or unordered times (the simulator never produces one)."""
     n = len(records)
     done = [r for r in records if r.completed]
+    for r in done:
+        check_record(r)
     reasons = Counter(r.reason for r in records if not r.completed)
     out: dict = {"num_requests": n, "num_completed": len(done), "num_rejected": n - len(done),
                  "rejected_reasons": dict(sorted(reasons.items()))}

@@ -1,10 +1,10 @@
-"""The offline BPRR problem (reference §3): place blocks and route a fixed set of concurrent
+"""The offline BPRR problem (docs/model.md §9): place blocks and route a fixed set of concurrent
 requests, minimising the decode-phase cost l_max · Σ_r Σ_{(i,j)∈p_r} (t_{c_r j} + τ_j·m_ij).
 
 This is the common ground of the MILP, CG-BP/CG-BPRR's Theorem 2 bound and exhaustive search: all
 three read the same :class:`OfflineProblem` and judge solutions with the same functions here, which
 in turn use the core's route feasibility (:mod:`distllm_env.chains`) and memory rule
-s_m·m_j + s_c·Σ_r k_rj ≤ M_j (reference §1.4).
+s_m·m_j + s_c·Σ_r k_rj ≤ M_j (docs/model.md §2.3).
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ class OfflineProblem:
     @property
     def total_requests(self) -> int:
         return int(self.requests.sum())
+
+    def reachable_servers(self) -> np.ndarray:
+        """Boolean array (num_servers,): servers with a finite t_cj for at least one client that has
+        requests (a server no such client reaches can serve nothing and is left out of planning)."""
+        active = self.requests > 0
+        return np.isfinite(self.token_cost_s[active]).any(axis=0)
 
     @classmethod
     def from_instance(cls, instance: Instance, requests_per_client: Sequence[int] | int,

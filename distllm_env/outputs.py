@@ -1,9 +1,13 @@
-"""Writers for the per-request table (CONTRACTS.md §6).
+"""Writers for the per-request table (docs/contracts.md §6).
 
-CSV: ``meta`` as ``# key: <json>`` comment lines, then a header and one row per request; the route
-as ``s3:0-40|s7:41-69``; NaN (rejected requests) as an empty field.  JSON: ``{"meta": …,
-"requests": [...]}`` with the route as a list of ``{server, first_block, last_block}``.  No
-wall-clock values: the same seed gives a byte-identical file.
+CSV ``F.csv``: a plain table that ``csv.DictReader`` and ``pandas.read_csv`` read with their defaults:
+one header line (:data:`REQUEST_COLUMNS`), then one row per request; the route as
+``s3:0-40|s7:41-69``; NaN (rejected requests) as an empty field.  No comment lines: the metadata
+(version, scenario, hash, overrides, seed, policies, delays) and the run's summary go to the JSON
+sidecar ``F.csv.json`` (:func:`sidecar_path`): ``{"meta": …, "summary": …, "columns": [...]}``.
+JSON ``F.json``: ``{"meta": …, "summary": …, "requests": [...]}`` with the route as a list of
+``{server, first_block, last_block}`` (``summary`` only when given).  No wall-clock values: the same
+seed gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import csv
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from .errors import ScenarioError
 from .simulator import RequestRecord
 
 REQUEST_COLUMNS = ("request_id", "client", "arrival_s", "start_s", "first_token_s", "completion_s", "wait_s",
@@ -55,10 +61,53 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def requests_csv(records: Sequence[RequestRecord], meta: dict) -> str:
+def check_out_path(path: str | Path, field: str = "--out", sidecar: bool = False, extra: Sequence[str | Path] = ()
+                   ) -> None:
+    """Refuse, before any work is done, an output path that cannot be written: an existing directory,
+    an existing file that is not writable, a parent that is a file, or a directory that cannot be
+    created or written.  ``sidecar``: also check the CSV sidecar ``PATH.json`` (:func:`sidecar_path`);
+    ``extra``: more paths written next to it (e.g. a model's ``PATH.json``).  Raises
+    :class:`~distllm_env.errors.ScenarioError` naming ``field`` (exit code 2 in the CLI)."""
+    paths = [Path(path)] + ([sidecar_path(path)] if sidecar else []) + [Path(e) for e in extra]
+    for p in paths:
+        if p.is_dir():
+            raise ScenarioError(field, f"{str(p)!r} is an existing directory; expected a file path")
+        if p.exists() and not os.access(p, os.W_OK):
+            raise ScenarioError(field, f"{str(p)!r} exists and is not writable")
+        anc = p.absolute().parent
+        while not anc.exists() and anc != anc.parent:
+            anc = anc.parent
+        if not anc.is_dir():
+            raise ScenarioError(field, f"cannot write {str(p)!r}: {str(anc)!r} is not a directory")
+        if not os.access(anc, os.W_OK | os.X_OK):
+            raise ScenarioError(field, f"cannot write {str(p)!r}: directory {str(anc)!r} is not writable")
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar of a CSV output: ``F.csv`` → ``F.csv.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def sidecar_json(meta: dict, columns: Sequence[str], **extra: Any) -> str:
+    """Text of a CSV's sidecar: ``{"meta": meta, **extra, "columns": columns}`` (NaN/inf as null)."""
+    payload = {"meta": meta, **{k: v for k, v in extra.items() if v is not None}, "columns": list(columns)}
+    return json.dumps(json_safe(payload), indent=1, sort_keys=False) + "\n"
+
+
+def write_csv(path: str | Path, text: str, sidecar: str) -> Path:
+    """Write a plain CSV table and its sidecar ``F.csv.json`` (:func:`sidecar_path`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    sidecar_path(path).write_text(sidecar)
+    return path
+
+
+def requests_csv(records: Sequence[RequestRecord], meta: dict | None = None) -> str:
+    """The per-request table as plain CSV text (header + one row per request).  ``meta`` is accepted
+    for compatibility and not written: it belongs in the sidecar (:func:`write_requests`)."""
     buf = io.StringIO()
-    for k, v in meta.items():
-        buf.write(f"# {k}: {json.dumps(json_safe(v), sort_keys=True)}\n")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(REQUEST_COLUMNS)
     for r in records:
@@ -67,19 +116,24 @@ def requests_csv(records: Sequence[RequestRecord], meta: dict) -> str:
     return buf.getvalue()
 
 
-def requests_json(records: Sequence[RequestRecord], meta: dict) -> str:
-    payload = {"meta": json_safe(meta), "requests": [json_safe(record_row(r, json_route=True)) for r in records]}
+def requests_json(records: Sequence[RequestRecord], meta: dict, summary: dict | None = None) -> str:
+    payload: dict[str, Any] = {"meta": json_safe(meta)}
+    if summary is not None:
+        payload["summary"] = json_safe(summary)
+    payload["requests"] = [json_safe(record_row(r, json_route=True)) for r in records]
     return json.dumps(payload, indent=1, sort_keys=False) + "\n"
 
 
-def write_requests(path: str | Path, records: Sequence[RequestRecord], meta: dict) -> Path:
-    """Write the per-request table as CSV or JSON, chosen by the file extension."""
+def write_requests(path: str | Path, records: Sequence[RequestRecord], meta: dict,
+                   summary: dict | None = None) -> Path:
+    """Write the per-request table as CSV (plus its sidecar ``F.csv.json``) or JSON, chosen by the file
+    extension.  Raises :class:`ValueError` for another extension."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        text = requests_csv(records, meta)
-    elif suffix == ".json":
-        text = requests_json(records, meta)
+        return write_csv(path, requests_csv(records), sidecar_json(meta, REQUEST_COLUMNS, summary=summary))
+    if suffix == ".json":
+        text = requests_json(records, meta, summary)
     else:
         raise ValueError(f"--out must end in .csv or .json, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,4 +141,5 @@ def write_requests(path: str | Path, records: Sequence[RequestRecord], meta: dic
     return path
 
 
-__all__ = ["REQUEST_COLUMNS", "json_safe", "record_row", "requests_csv", "requests_json", "write_requests"]
+__all__ = ["REQUEST_COLUMNS", "check_out_path", "json_safe", "record_row", "requests_csv", "requests_json", "sidecar_json", "sidecar_path",
+           "write_csv", "write_requests"]

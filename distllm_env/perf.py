@@ -1,10 +1,10 @@
-"""The performance model of arXiv 2512.21884 as small pure functions (reference §1.4, §2.1).
+"""The performance model of arXiv 2512.21884 as small pure functions (docs/model.md §2.3, §4.3).
 
 One implementation, used by the simulator, the baselines and the environments.  All functions
 accept scalars or numpy arrays (broadcasting), so the same formula serves a single hop and a whole
 vector of candidate hops.
 
-Notation (reference §1–2): for client c and server j, ``t_cj`` is the per-token communication cost
+Notation (docs/model.md §1, §4): for client c and server j, ``t_cj`` is the per-token communication cost
 (RTT + per-token overhead), ``t^I_cj(l_in)`` the per-prompt cost at prefill (RTT + prefill overhead),
 ``τ_j`` the decode time per block per token and ``τ^I_j(l_in)`` the prefill time per block; a hop
 that processes ``m`` blocks costs ``t_cj + m·τ_j`` per decoded token and ``t^I_cj + m·τ^I_j`` at
@@ -19,24 +19,24 @@ import numpy as np
 def token_cost_s(rtt_s, token_overhead_s):
     """t_cj = raw RTT + per-token overhead (serialisation and transfer of one embedding both ways).
 
-    Source: reference §2.3 (100 ms overhead in the geographic runs, 50 ms in the clustered ones)."""
+    Source: docs/model.md §4.5 (100 ms overhead in the geographic runs, 50 ms in the clustered ones)."""
     return rtt_s + token_overhead_s
 
 
 def prefill_comm_s(rtt_s, prefill_overhead_slope_s, prefill_overhead_intercept_s, prompt_tokens):
     """t^I_cj(l_in) = raw RTT + (slope · l_in + intercept): sending the prompt's hidden states.
 
-    Source: reference §2.3 (0.7049·l_in + 67 ms geographic; 55 ms clustered)."""
+    Source: docs/model.md §4.5 (0.7049·l_in + 67 ms geographic; 55 ms clustered)."""
     return rtt_s + prefill_overhead_slope_s * prompt_tokens + prefill_overhead_intercept_s
 
 
 def decode_hop_cost_s(token_cost, tau_decode_s, blocks):
-    """Per-token decode cost of one hop: t^c_ij = t_cj + τ_j · m_ij (reference §2.1)."""
+    """Per-token decode cost of one hop: t^c_ij = t_cj + τ_j · m_ij (docs/model.md §4.3)."""
     return token_cost + tau_decode_s * blocks
 
 
 def prefill_hop_cost_s(prefill_comm, tau_prefill_s, blocks):
-    """Prefill cost of one hop: t^I_cj(l_in) + m_ij · τ^I_j(l_in) (reference §2.1)."""
+    """Prefill cost of one hop: t^I_cj(l_in) + m_ij · τ^I_j(l_in) (docs/model.md §4.3)."""
     return prefill_comm + tau_prefill_s * blocks
 
 
@@ -46,17 +46,26 @@ def first_token_time_s(prefill_hop_costs_s) -> float:
 
 
 def service_time_s(prefill_hop_costs_s, decode_hop_costs_s, output_tokens: int) -> float:
-    """T(c, p) = Σ_hops [t^I_cj + m·τ^I_j] + (l_out − 1) · Σ_hops [t_cj + m·τ_j] (reference §2.1).
+    """T(c, p) = Σ_hops [t^I_cj + m·τ^I_j] + (l_out − 1) · Σ_hops [t_cj + m·τ_j] (docs/model.md §4.3).
 
     No slowdown from concurrency: a session's time does not depend on other sessions (§2.2)."""
     return float(np.sum(prefill_hop_costs_s)) + (output_tokens - 1) * float(np.sum(decode_hop_costs_s))
 
 
+def static_request_cost_terms_s(prefill_comm, tau_prefill_s, token_cost, tau_decode_s, output_tokens):
+    """The two terms of :func:`static_request_cost_s` for a hop: ``(fixed_s, per_block_s)`` =
+    (t^I_cj + (l−1)·t_cj, τ^I_j + (l−1)·τ_j), so that the hop costs fixed_s + per_block_s·m_ij
+    (arXiv 2512.21884 WS-RR link cost; docs/model.md).  Seconds; broadcasts over arrays."""
+    l1 = output_tokens - 1
+    return prefill_comm + l1 * token_cost, tau_prefill_s + l1 * tau_decode_s
+
+
 def static_request_cost_s(prefill_comm, tau_prefill_s, token_cost, tau_decode_s, blocks, output_tokens):
     """Prefill-aware static cost of one hop for one request, the WS-RR link cost without waiting:
-    [t^I_cj + (l−1)·t_cj] + [τ^I_j + (l−1)·τ_j]·m_ij (reference §6.2, CONTRACTS.md §9)."""
-    l1 = output_tokens - 1
-    return (prefill_comm + l1 * token_cost) + (tau_prefill_s + l1 * tau_decode_s) * blocks
+    [t^I_cj + (l−1)·t_cj] + [τ^I_j + (l−1)·τ_j]·m_ij (docs/model.md §7, docs/contracts.md §9)."""
+    fixed, per_block = static_request_cost_terms_s(prefill_comm, tau_prefill_s, token_cost, tau_decode_s,
+                                                   output_tokens)
+    return fixed + per_block * blocks
 
 
 def weights_bytes(block_bytes: int, count):
@@ -72,14 +81,14 @@ def leftover_kv_capacity_bytes(memory_bytes, block_bytes: int, count):
 
 
 def cache_slots(memory_bytes, block_bytes: int, count, kv_block_bytes: int):
-    """⌊(M_j − s_m·m_j) / s_c⌋: sessions-blocks of KV cache a server can hold (reference §1.4)."""
+    """⌊(M_j − s_m·m_j) / s_c⌋: sessions-blocks of KV cache a server can hold (docs/model.md §2.3)."""
     return leftover_kv_capacity_bytes(memory_bytes, block_bytes, count) // int(kv_block_bytes)
 
 
 def conservative_block_count(memory_bytes, block_bytes: int, kv_block_bytes: int, sessions: int,
                              num_blocks: int, max_blocks=None):
     """CG-BP step 1: m_j = min(⌊M_j / (s_m + s_c·|R|)⌋, L), and the GPU's block cap if any — leaves room
-    for the KV cache of ``sessions`` sessions through every hosted block (reference §5.1)."""
+    for the KV cache of ``sessions`` sessions through every hosted block (docs/model.md §6)."""
     m = np.minimum(np.asarray(memory_bytes, dtype=np.int64) // (int(block_bytes) + int(kv_block_bytes) * int(sessions)),
                    num_blocks)
     if max_blocks is not None:
@@ -92,12 +101,12 @@ def petals_throughput_rps(forward_rps, network_rps, count):
     """PETALS' announced server throughput: min(forward_rps / ((1 + m)/2), network_rps).
 
     The mean number of blocks a request uses on a span of m blocks is (m+1)/2 (petals
-    ``server/throughput.py``; reference petals_and_peers.md §A.2)."""
+    ``server/throughput.py``; docs/model.md §8.2)."""
     return np.minimum(forward_rps / ((1.0 + np.asarray(count)) / 2.0), network_rps)
 
 
 __all__ = [
     "cache_slots", "conservative_block_count", "decode_hop_cost_s", "first_token_time_s", "leftover_kv_capacity_bytes",
     "petals_throughput_rps", "prefill_comm_s", "prefill_hop_cost_s", "service_time_s",
-    "static_request_cost_s", "token_cost_s", "weights_bytes",
+    "static_request_cost_s", "static_request_cost_terms_s", "token_cost_s", "weights_bytes",
 ]

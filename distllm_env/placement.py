@@ -1,4 +1,4 @@
-"""Block placements, cache policies and placement results (CONTRACTS.md §1, §7).
+"""Block placements, cache policies and placement results (docs/contracts.md §1, §7).
 
 A placement gives every server one contiguous, 0-based block range ``(start, count)``, hosting
 blocks ``start … start+count−1``; ``count == 0`` means the server hosts nothing.
@@ -101,7 +101,7 @@ _FIXED_POOL = re.compile(r"^fixed_pool\((\d+)\)$")
 
 @dataclass(frozen=True)
 class CachePolicy:
-    """How much KV-cache memory a server offers sessions (CONTRACTS.md §7).
+    """How much KV-cache memory a server offers sessions (docs/contracts.md §7).
 
     ``leftover``: all memory left after the weights, M_j − s_m·m_j.
     ``fixed_pool(T)``: PETALS' fixed pool of T tokens per hosted block, m_j · 2·(d/g)·T·2 bytes

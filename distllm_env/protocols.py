@@ -1,4 +1,4 @@
-"""Policy protocols (CONTRACTS.md §7).
+"""Policy protocols (docs/contracts.md §7).
 
 ```
 PlacementPolicy: name, family; place(instance, rng) -> PlacementResult
@@ -8,11 +8,11 @@ EnvPolicy:       act(obs, info) -> int
 ```
 
 ``place`` receives the seed's :class:`~distllm_env.instance.Instance` (the scenario with its servers,
-clients and RTTs drawn), which is what CONTRACTS.md calls "scenario" in the signature: a placement
+clients and RTTs drawn), which is what docs/contracts.md calls "scenario" in the signature: a placement
 for a scenario whose servers are sampled per seed only makes sense for a drawn instance.  The
 instance keeps a reference to its scenario (``instance.scenario``).
 
-Families (CONTRACTS.md §4) select the allocation delay a policy is charged in ``paper-*``
+Families (docs/contracts.md §4) select the allocation delay a policy is charged in ``paper-*``
 reproductions: ``petals``, ``proposed`` or ``default``.
 """
 

@@ -1,8 +1,8 @@
-"""Recorded episodes and their replay (CompilerGym's ``CompilerEnvState`` idea, gym_ecosystem.md §3.3).
+"""Recorded episodes and their replay (CompilerGym's ``CompilerEnvState`` idea, docs/envs.md).
 
 An episode of a ``distllm/*`` environment is fully determined by (env id, scenario, overrides,
 config, scenario seed, action list): the instance, the workload and every policy stream derive from
-the scenario seed (CONTRACTS.md §1) and the env draws nothing else.  :class:`EpisodeRecord` stores
+the scenario seed (docs/contracts.md §1) and the env draws nothing else.  :class:`EpisodeRecord` stores
 exactly that, plus the rewards seen and the scenario's content hash, as JSON::
 
     rec = env.unwrapped.episode_record()      # after (or during) an episode

@@ -1,7 +1,7 @@
 """Reproduction grids of arXiv 2512.21884 (``distllm-env reproduce table3|table6|table8``).
 
 * **Table III** (clustered scenario): client cluster 0/1/2 × λ ∈ {0.1, 0.5} × l ∈ {64, 128}, PETALS
-  vs the proposed method (CG-BP + WS-RR).  Reading of CONTRACTS.md §4: the published simulator's
+  vs the proposed method (CG-BP + WS-RR).  Reading of docs/contracts.md §4: the published simulator's
   values are identical in the λ = 0.1 and λ = 0.5 columns, which only λ = 0.1 arrivals explain; both
   columns are therefore simulated with Poisson(0.1) arrivals (or the shipped 0.1/s trace) while CG-BP's
   |R| uses the column's λ.  Reservations use the published accounting; the allocation delays
@@ -25,7 +25,7 @@ from .compare import compare
 
 #: Table III of arXiv 2512.21884, the MATLAB simulator's values (the parentheses), per-token time in s,
 #: keyed (client cluster, policy, λ, l).  Source: the authors' summary of the paper kept in
-#: TingyangSunJeff/load_balance_llm_simulator@2cc8f57 docs/BPRR_Paper_Summary.md (reference §8.3).
+#: TingyangSunJeff/load_balance_llm_simulator@2cc8f57 docs/BPRR_Paper_Summary.md (docs/contracts.md §4).
 TABLE3_PUBLISHED_SIM = {
     (0, "petals"): {(0.1, 64): 5.33, (0.1, 128): 4.74, (0.5, 64): 5.33, (0.5, 128): 4.74},
     (0, "proposed"): {(0.1, 64): 1.59, (0.1, 128): 0.92, (0.5, 64): 1.59, (0.5, 128): 0.92},
@@ -109,7 +109,7 @@ def table3(seeds: list[int], trace: bool = False, progress=None) -> dict:
                "max_reduction_difference_points": float(max(abs(r["difference_points"]) for r in reductions))}
     return {"rows": rows, "reductions": reductions, "summary": summary, "meta": cells[0].meta if cells else {},
             "reading": "both λ columns simulated with λ = 0.1 arrivals" + (" (published trace)" if trace else
-                       " (Poisson)") + "; CG-BP's |R| uses the column's λ (CONTRACTS.md §4)"}
+                       " (Poisson)") + "; CG-BP's |R| uses the column's λ (docs/contracts.md §4)"}
 
 
 def _sessions(res, policy: str):

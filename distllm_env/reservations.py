@@ -1,4 +1,4 @@
-"""KV-cache reservation books: the two accountings of CONTRACTS.md §8.
+"""KV-cache reservation books: the two accountings of docs/contracts.md §8.
 
 Both books keep, per server, the KV bytes reserved by sessions and answer the same questions: the
 earliest start at which every hop of a chain has room, whether a start time fits, and the
@@ -8,63 +8,104 @@ earliest start at which every hop of a chain has room, whether a start time fits
   ``[start, completion)``; a request's start is the earliest t ≥ arrival at which every hop has room
   over the whole interval, given all committed reservations.  A later request may fit around an
   earlier waiting one.  Memory is never over-committed at any instant.
-* :class:`PublishedBook` (``published``): the published simulator's accounting (reference §9).  A
+* :class:`PublishedBook` (``published``): the published simulator's accounting (docs/model.md §5).  A
   routed request counts its bytes as occupied from the routing decision until completion (waiting
   included); its wait on each hop is read from the sorted completion times of the requests active
   at decision time, and the chain's wait is the maximum over the hops.
+
+Both implement the :class:`ReservationBook` protocol.  Cost: the calendar keeps each server's step
+function in chunks (:mod:`distllm_env.step_function`), so a query costs O(log n) to locate plus the
+segments it must inspect, and whole chunks that cannot matter are skipped; waiting times are read
+back from the last segment and cached until the server's calendar changes.  Under overload (a
+backlog that grows with the number of requests) the cost per request therefore does not grow with
+the backlog.  PETALS back-off instants are found in closed form (:func:`first_retry_at_or_after_s`).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from typing import Sequence
+import math
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+from .backoff import (backoff_index, backoff_instant_s, backoff_instants_s, backoff_round_s,  # noqa: F401
+                      first_retry_at_or_after_s)
+from .release_list import ReleaseList
+from .step_function import StepFunction
 
 Hops = Sequence[tuple[int, int]]   # (server, bytes needed)
 _NEG_INF = float("-inf")
 
 
+@runtime_checkable
+class ReservationBook(Protocol):
+    """What the simulator and :class:`~distllm_env.view.ClusterView` ask of a KV reservation book
+    (docs/contracts.md §8).  Units: times in seconds of simulated time (absolute, the simulation's
+    clock), memory in bytes; ``hops`` are ``(server index, bytes needed)`` pairs; ``duration`` is the
+    hold time in seconds.  Queries are only made at times ≥ the last :meth:`advance`."""
+
+    mode: str
+    capacity: list[int]
+
+    def advance(self, now: float) -> None:
+        """Move the clock to ``now`` (non-decreasing): forget what ended before it."""
+
+    def free_bytes(self, server: int, t: float) -> int:
+        """Bytes free on ``server`` at time ``t`` (may be negative only if over-committed — never)."""
+
+    def used_bytes(self, server: int, t: float) -> int:
+        """Bytes reserved on ``server`` at time ``t``."""
+
+    def fits(self, t: float, hops: Hops, duration: float) -> bool:
+        """Whether a session needing ``hops`` for ``duration`` seconds can start at ``t``."""
+
+    def earliest_start(self, now: float, hops: Hops, duration: float) -> float | None:
+        """Earliest start ≥ ``now`` at which the session fits; ``None`` if it never can."""
+
+    def earliest_starts(self, now: float, hop_sets, durations) -> list[float | None]:
+        """:meth:`earliest_start` for several candidate chains."""
+
+    def commit(self, decided_at: float, start: float, end: float, hops: Hops) -> None:
+        """Reserve ``hops`` over ``[start, end)`` (decided at ``decided_at``).  The caller checked
+        feasibility; times must be finite."""
+
+    def stays_free_bytes(self, server: int, now: float) -> int:
+        """Bytes that stay free on ``server`` at every instant from ``now`` on."""
+
+    def wait_s(self, server: int, now: float, need) -> np.ndarray:
+        """Seconds from ``now`` until ``need`` bytes are (and stay) free on ``server``; ``inf`` where
+        that never happens.  Vectorised over ``need`` (bytes); equal to
+        ``wait_for(self.free_profile(server, now), need)``."""
+
+    def free_profile(self, server: int, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(times_s, free_bytes)``: from ``times_s[k]`` on, at least ``free_bytes[k]`` stay free."""
+
+
 class CalendarBook:
-    """Per-server step functions of reserved bytes: ``times[j][k]`` starts a segment of level
-    ``levels[j][k]`` that lasts until ``times[j][k+1]`` (the last segment lasts forever)."""
+    """Per-server step functions of reserved bytes (:class:`~distllm_env.step_function.StepFunction`):
+    a session occupies its bytes over ``[start, completion)``.  Every query costs O(log n) to locate
+    plus the segments it must look at; whole chunks of segments that cannot matter are skipped."""
 
     mode = "calendar"
 
     def __init__(self, capacity_bytes: Sequence[int]):
         self.capacity = [int(c) for c in capacity_bytes]
-        n = len(self.capacity)
-        self.times: list[list[float]] = [[_NEG_INF] for _ in range(n)]
-        self.levels: list[list[int]] = [[0] for _ in range(n)]
+        self.steps = [StepFunction() for _ in self.capacity]
 
     def advance(self, now: float) -> None:
         """Forget segments that ended before ``now`` (all later queries are at t ≥ now)."""
-        for times, levels in zip(self.times, self.levels):
-            k = bisect_right(times, now) - 1
-            if k > 0:
-                del times[:k]
-                del levels[:k]
+        for st in self.steps:
+            st.prune(now)
 
     def used_bytes(self, server: int, t: float) -> int:
-        times = self.times[server]
-        return self.levels[server][bisect_right(times, t) - 1]
+        return self.steps[server].level(t)
 
     def free_bytes(self, server: int, t: float) -> int:
         return self.capacity[server] - self.used_bytes(server, t)
 
-    def _last_violation_end(self, server: int, need: int, t0: float, t1: float) -> float | None:
-        """End of the last segment overlapping [t0, t1) whose level leaves less than ``need`` free."""
-        times, levels = self.times[server], self.levels[server]
-        limit = self.capacity[server] - need
-        k0 = bisect_right(times, t0) - 1
-        k1 = bisect_left(times, t1)
-        for k in range(k1 - 1, k0 - 1, -1):
-            if levels[k] > limit:
-                return times[k + 1]
-        return None
-
     def fits(self, t: float, hops: Hops, duration: float) -> bool:
-        return all(self._last_violation_end(j, need, t, t + duration) is None for j, need in hops)
+        return all(self.steps[j].last_violation_end(self.capacity[j] - need, t, t + duration) is None
+                   for j, need in hops)
 
     def earliest_start(self, now: float, hops: Hops, duration: float) -> float | None:
         """Earliest t ≥ now with room on every hop over [t, t + duration); ``None`` if a hop needs
@@ -73,78 +114,76 @@ class CalendarBook:
             return None
         t = now
         while True:
-            t_next = t
+            moved = False
             for j, need in hops:
-                end = self._last_violation_end(j, need, t, t + duration)
-                if end is not None and end > t_next:
-                    t_next = end
-            if t_next == t:
+                t_j = self.steps[j].earliest_clear(self.capacity[j] - need, t, duration)
+                if t_j != t:
+                    t, moved = t_j, True
+            if not moved:
                 return t
-            t = t_next
 
     def earliest_starts(self, now: float, hop_sets, durations) -> list[float | None]:
         """:meth:`earliest_start` for several candidate chains."""
         return [self.earliest_start(now, hops, d) for hops, d in zip(hop_sets, durations)]
 
     def commit(self, decided_at: float, start: float, end: float, hops: Hops) -> None:
+        """Reserve each hop's bytes over ``[start, end)``.  Raises ``ValueError`` for a non-finite or
+        empty interval (the simulator refuses such routes before committing)."""
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise ValueError(f"reservation times must be finite, got [{start}, {end})")
+        if end <= start:
+            return   # an empty interval reserves nothing
         for j, need in hops:
-            times, levels = self.times[j], self.levels[j]
-            i0 = _ensure_breakpoint(times, levels, start)
-            i1 = _ensure_breakpoint(times, levels, end)
-            for k in range(i0, i1):
-                levels[k] += need
+            self.steps[j].add(start, end, need)
 
     def stays_free_bytes(self, server: int, now: float) -> int:
         """Bytes free at every instant from ``now`` on (the first entry of :meth:`free_profile`)."""
-        times, levels = self.times[server], self.levels[server]
-        return self.capacity[server] - max(levels[bisect_right(times, now) - 1:])
+        return self.capacity[server] - self.steps[server].max_from(now)
+
+    def wait_s(self, server: int, now: float, need) -> np.ndarray:
+        """Seconds from ``now`` until ``need`` bytes stay free (``inf`` if never); vectorised over
+        ``need``; equal to ``wait_for(self.free_profile(server, now), need)``, found by scanning back
+        from the last segment (cheap when the backlog is long)."""
+        need = np.asarray(need)
+        out = np.empty(need.shape)
+        st, cap = self.steps[server], self.capacity[server]
+        flat = out.reshape(-1)
+        for k, n in enumerate(need.reshape(-1).tolist()):
+            end = st.last_above_end(cap - n, now)
+            flat[k] = 0.0 if end is None else end - now
+        return out
 
     def free_profile(self, server: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         """``(times, free)``: from ``times[k]`` on, at least ``free[k]`` bytes stay free forever.
-        Non-decreasing in both arrays; ``times[0] == now``."""
-        times, levels = self.times[server], self.levels[server]
-        k0 = bisect_right(times, now) - 1
-        t = np.array([now] + times[k0 + 1:], dtype=float)
-        lv = np.array(levels[k0:], dtype=np.int64)
+        Non-decreasing in both arrays; ``times[0] == now``.  O(number of future segments)."""
+        times, levels = self.steps[server].segments_from(now)
+        t = np.array([now] + times, dtype=float)
+        lv = np.array(levels, dtype=np.int64)
         free = self.capacity[server] - np.maximum.accumulate(lv[::-1])[::-1]
         return t, free
 
 
-def _ensure_breakpoint(times: list[float], levels: list[int], t: float) -> int:
-    k = bisect_left(times, t)
-    if k < len(times) and times[k] == t:
-        return k
-    times.insert(k, t)
-    levels.insert(k, levels[k - 1])
-    return k
-
-
 class PublishedBook:
     """Per server, the active requests' completion times (sorted) and bytes, counted from the
-    routing decision."""
+    routing decision (a :class:`~distllm_env.release_list.ReleaseList` per server, so finding the
+    release that frees enough is a tree descent, not a walk through the backlog)."""
 
     mode = "published"
 
     def __init__(self, capacity_bytes: Sequence[int]):
         self.capacity = [int(c) for c in capacity_bytes]
-        n = len(self.capacity)
-        self.completions: list[list[float]] = [[] for _ in range(n)]
-        self.amounts: list[list[int]] = [[] for _ in range(n)]
-        self.used = [0] * n
+        self.releases = [ReleaseList() for _ in self.capacity]
+        self.used = [0] * len(self.capacity)
 
     def advance(self, now: float) -> None:
-        """Release the requests already finished (completion ≤ now), step 1 of reference §9."""
-        for j, comps in enumerate(self.completions):
-            k = bisect_right(comps, now)
-            if k:
-                self.used[j] -= sum(self.amounts[j][:k])
-                del comps[:k]
-                del self.amounts[j][:k]
+        """Release the requests already finished (completion ≤ now), step 1 of the published
+        simulator's routing step (docs/contracts.md §8)."""
+        for j, rel in enumerate(self.releases):
+            if rel.heads[0] <= now:
+                self.used[j] -= rel.release_until(now)
 
     def free_bytes(self, server: int, t: float) -> int:
-        comps = self.completions[server]
-        k = bisect_right(comps, t)
-        return self.capacity[server] - self.used[server] + sum(self.amounts[server][:k])
+        return self.capacity[server] - self.used[server] + self.releases[server].sum_until(t)
 
     def used_bytes(self, server: int, t: float) -> int:
         return self.capacity[server] - self.free_bytes(server, t)
@@ -152,20 +191,15 @@ class PublishedBook:
     def hop_start(self, server: int, need: int, t: float) -> float | None:
         """Earliest time ≥ t at which ``need`` bytes are free on one hop: t itself if they are free at
         t, else the completion time of the k-th active request (sorted by completion) with k the
-        smallest count whose release frees enough (reference §6.2 step 1).  ``None`` if it can never
-        fit.  Absolute times, so a start equals a completion time exactly."""
+        smallest count whose release frees enough (the WS-RR waiting rule, docs/model.md).  ``None``
+        if it can never fit.  Absolute times, so a start equals a completion time exactly."""
         if need > self.capacity[server]:
             return None
-        comps, amounts = self.completions[server], self.amounts[server]
-        k = bisect_right(comps, t)
-        free = self.capacity[server] - self.used[server] + sum(amounts[:k])
-        if free >= need:
+        base = self.capacity[server] - self.used[server]
+        rel = self.releases[server]
+        if base + rel.sum_until(t) >= need:
             return t
-        for comp, amount in zip(comps[k:], amounts[k:]):
-            free += amount
-            if free >= need:
-                return comp
-        return None  # unreachable: releasing everything frees the whole capacity
+        return rel.time_reaching(need - base)
 
     def earliest_start(self, now: float, hops: Hops, duration: float) -> float | None:
         """The chain's start: the maximum over its hops of :meth:`hop_start`."""
@@ -197,28 +231,41 @@ class PublishedBook:
         return all(self.free_bytes(j, t) >= need for j, need in hops)
 
     def commit(self, decided_at: float, start: float, end: float, hops: Hops) -> None:
+        """Count each hop's bytes as used from now until ``end``.  Raises ``ValueError`` for a
+        non-finite ``end``."""
+        if not math.isfinite(end):
+            raise ValueError(f"reservation times must be finite, got end {end}")
         for j, need in hops:
-            comps = self.completions[j]
-            k = bisect_right(comps, end)
-            comps.insert(k, end)
-            self.amounts[j].insert(k, need)
+            self.releases[j].insert(end, need)
             self.used[j] += need
 
     def stays_free_bytes(self, server: int, now: float) -> int:
         """Bytes free from ``now`` on: free bytes only grow after now under this accounting."""
         return self.free_bytes(server, now)
 
+    def wait_s(self, server: int, now: float, need) -> np.ndarray:
+        """Seconds from ``now`` until ``need`` bytes are free (``inf`` if never); vectorised over
+        ``need``; equal to ``wait_for(self.free_profile(server, now), need)`` (:meth:`hop_start` per
+        need, without building the profile)."""
+        need = np.asarray(need)
+        out = np.empty(need.shape)
+        flat = out.reshape(-1)
+        for k, n in enumerate(need.reshape(-1).tolist()):
+            start = self.hop_start(server, n, now)
+            flat[k] = math.inf if start is None else start - now
+        return out
+
     def free_profile(self, server: int, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """``(times, free)``: free bytes after each future release (non-decreasing)."""
-        comps = self.completions[server]
-        k = bisect_right(comps, now)
-        t = np.array([now] + comps[k:], dtype=float)
-        base = self.capacity[server] - self.used[server] + sum(self.amounts[server][:k])
-        free = base + np.concatenate([[0], np.cumsum(self.amounts[server][k:], dtype=np.int64)])
+        """``(times, free)``: free bytes after each future release (non-decreasing).  O(active)."""
+        times, amounts = self.releases[server].items_after(now)
+        t = np.array([now] + times, dtype=float)
+        free = self.free_bytes(server, now) + np.concatenate([[0], np.cumsum(amounts, dtype=np.int64)])
         return t, free.astype(np.int64)
 
 
-def make_book(mode: str, capacity_bytes: Sequence[int]):
+def make_book(mode: str, capacity_bytes: Sequence[int]) -> ReservationBook:
+    """A reservation book for ``mode`` (``calendar`` or ``published``, docs/contracts.md §8) over
+    per-server KV capacities in bytes.  Raises ``ValueError`` for another mode."""
     if mode == "calendar":
         return CalendarBook(capacity_bytes)
     if mode == "published":
@@ -238,48 +285,27 @@ def wait_for(profile: tuple[np.ndarray, np.ndarray], need) -> np.ndarray:
     return out
 
 
-def backoff_instants_s(cap_s: float = 60.0):
-    """Cumulative PETALS retry instants after arrival: 0 (first try), 1, 3, 7, 15, 31, 63, 123, …
-    (steps double from 1 s, capped at 60 s)."""
-    t, step = 0.0, 1.0
-    while True:
-        yield t
-        t += step
-        step = min(step * 2.0, cap_s)
-
-
-def start_with_backoff(book, arrival: float, hops: Hops, duration: float, cap_s: float = 60.0,
+def start_with_backoff(book: "ReservationBook", arrival: float, hops: Hops, duration: float, cap_s: float = 60.0,
                        earliest: float | None = None) -> float | None:
     """The start under PETALS back-off: the first retry instant at or after the earliest feasible
     start at which the chain fits; re-checked, and moved on to later instants while it does not
-    (CONTRACTS.md §8).  ``None`` if the request can never fit.  ``earliest`` passes an already
-    computed ``book.earliest_start(arrival, hops, duration)``."""
+    (docs/contracts.md §8).  ``None`` if the request can never fit.  ``earliest`` passes an already
+    computed ``book.earliest_start(arrival, hops, duration)``.  Each retry instant is found in closed
+    form (:func:`first_retry_at_or_after_s`), so a long wait costs no more than a short one."""
     start = book.earliest_start(arrival, hops, duration) if earliest is None else earliest
-    instants = backoff_instants_s(cap_s)
-    t = next(instants)
+    t = arrival
     while start is not None:
-        while arrival + t < start:
-            t = next(instants)
-        if book.fits(arrival + t, hops, duration):
-            return arrival + t
-        start = book.earliest_start(arrival + t, hops, duration)
+        t = first_retry_at_or_after_s(arrival, max(start, t), cap_s)
+        if not math.isfinite(t):
+            return t
+        if book.fits(t, hops, duration):
+            return t
+        start = book.earliest_start(t, hops, duration)
+        # the next instant is strictly later than t: earliest_start(t) ≥ t, and t itself does not fit
+        start = max(start, math.nextafter(t, math.inf)) if start is not None else None
     return None
 
 
-def backoff_round_s(raw_wait_s: float, cap_s: float = 60.0) -> float:
-    """PETALS client retry back-off: the first cumulative back-off instant (1, 3, 7, 15, 31, 63,
-    123, … s; steps double from 1 s and are capped at 60 s) that is ≥ the raw wait; 0 stays 0.
-
-    Source: petals ``client/routing/sequence_manager.py`` retry delay min(2^(k−1), 60) s
-    (reference petals_and_peers.md §A.9, geo reference §2.3)."""
-    if raw_wait_s <= 1e-9:
-        return 0.0
-    t, step = 0.0, 1.0
-    while t < raw_wait_s - 1e-9:
-        t += step
-        step = min(step * 2.0, cap_s)
-    return t
-
-
-__all__ = ["CalendarBook", "PublishedBook", "backoff_instants_s", "backoff_round_s", "make_book",
-           "start_with_backoff", "wait_for"]
+__all__ = ["CalendarBook", "PublishedBook", "ReservationBook", "backoff_index", "backoff_instant_s",
+           "backoff_instants_s", "backoff_round_s", "first_retry_at_or_after_s", "make_book", "start_with_backoff",
+           "wait_for"]

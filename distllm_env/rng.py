@@ -1,4 +1,4 @@
-"""Seeded random streams (CONTRACTS.md §1).
+"""Seeded random streams (docs/contracts.md §1).
 
 All randomness of the simulator, environments and baselines comes from ``numpy.random.Generator``s
 spawned from one ``SeedSequence(seed)`` into fixed children, in this order: ``instance`` (topology,

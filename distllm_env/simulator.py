@@ -1,4 +1,4 @@
-"""The event-driven simulator (DESIGN.md "The simulator"; reference §9).
+"""The event-driven simulator (docs/architecture.md "The simulator"; docs/model.md §5).
 
 Semantics (the published simulator's, so its tables can be reproduced):
 
@@ -15,10 +15,18 @@ Semantics (the published simulator's, so its tables can be reproduced):
 * a request whose chain can never fit in memory is recorded ``rejected`` (``insufficient_memory``),
   one with no feasible chain ``rejected`` (``no_feasible_chain``) — never looped on.
 
-Events (arrivals, session starts and completions) live in one priority queue; routing decisions
-happen at arrivals, and the queue is open for server join/leave events (not simulated yet).
-:class:`Simulation` exposes the stepping API the RequestRouting environment uses;
-:func:`distllm_env.api.simulate` drives it with a routing policy.
+* a route is committed only if every hop is reachable from the request's client (finite RTT) and
+  every evaluated time is finite; otherwise the request is recorded ``rejected`` with reason
+  ``unreachable`` or ``non_finite_time``.  A ``completed`` record always has finite, ordered times.
+
+Events are small frozen dataclasses (:class:`Arrival`, :class:`SessionStart`, :class:`SessionEnd`)
+in one heap of ``(time_s, priority, sequence, event)`` entries.  Tie-break order at equal times:
+session starts (priority 0), then session ends (1), then arrivals (2); events of the same kind keep
+the order in which they were pushed (``sequence``).  So a request arriving exactly when a session
+ends sees that session's memory released (the calendar book already counts it free from its end).
+Routing decisions happen at arrivals; new kinds (server fail/leave/join, see docs/architecture.md)
+get their own class and priority.  :class:`Simulation` exposes the stepping API the RequestRouting
+environment uses; :func:`distllm_env.api.simulate` drives it with a routing policy.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence, Union
 
 import numpy as np
 
@@ -39,12 +47,46 @@ from .reservations import make_book, start_with_backoff
 from .view import ClusterView
 from .workload import Request
 
-START, COMPLETION, ARRIVAL = 0, 1, 2   # at equal times: starts, then releases, then arrivals
+
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    """A committed session starts holding its memory (counts towards ``active_sessions``)."""
+
+    request_id: int
+    priority: ClassVar[int] = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """A session completes and releases its memory."""
+
+    request_id: int
+    priority: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A request arrives and is handed to the router (:meth:`Simulation.next_request`)."""
+
+    request_id: int
+    priority: ClassVar[int] = 2
+
+
+Event = Union[SessionStart, SessionEnd, Arrival]
+
+#: Deprecated integer event kinds (the heap now holds :data:`Event` objects); kept as aliases of the
+#: priorities for code that imported them.
+START, COMPLETION, ARRIVAL = SessionStart.priority, SessionEnd.priority, Arrival.priority
+
+#: Reasons a committed route is recorded as rejected by the simulator itself.
+REJECT_UNREACHABLE = "unreachable"
+REJECT_NON_FINITE = "non_finite_time"
+REJECT_MEMORY = "insufficient_memory"
 
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One row of the per-request table (CONTRACTS.md §6).  Times are NaN for rejected requests."""
+    """One row of the per-request table (docs/contracts.md §6).  Times are NaN for rejected requests."""
 
     request_id: int
     client: int
@@ -99,6 +141,11 @@ class Simulation:
 
     Stepping API: ``req = sim.next_request()`` advances the clock to the next arrival (``None``
     when all requests are done); then ``sim.commit(req, route)`` or ``sim.reject(req, reason)``.
+
+    Raises :class:`DistLLMError` if the placement does not match the instance (servers, blocks) or
+    request ids are not 0..n−1 in order, :class:`~distllm_env.errors.PlacementError` if the
+    placement leaves a block uncovered or over-fills a server's memory, and ``ValueError`` for an
+    unknown ``reservation`` mode.
     """
 
     def __init__(self, instance: Instance, placement_result: PlacementResult, requests: Sequence[Request],
@@ -127,41 +174,44 @@ class Simulation:
         self._client_parts: dict[int, ClientPart] = {}
         self.now_s = 0.0
         self.current_request: Request | None = None
-        self._events: list[tuple[float, int, int, int]] = []
+        self._events: list[tuple[float, int, int, Event]] = []
         self._seq = 0
         for i, r in enumerate(self.requests):
             if r.id != i:
                 raise DistLLMError(f"request ids must be 0..n-1 in order; request {i} has id {r.id}")
-            self._push(r.arrival_s, ARRIVAL, i)
+            self._push(r.arrival_s, Arrival(i))
         self.active_sessions = 0
         self.max_active_sessions = 0
         self.view = ClusterView(self)
 
-    def _push(self, t: float, kind: int, rid: int) -> None:
-        heapq.heappush(self._events, (t, kind, self._seq, rid))
+    def _push(self, t: float, event: Event) -> None:
+        heapq.heappush(self._events, (t, event.priority, self._seq, event))
         self._seq += 1
 
     # -- stepping ------------------------------------------------------------------------------------
     def next_request(self) -> Request | None:
-        """Pop events up to the next arrival and return that request (``None`` at the end)."""
+        """Pop events up to the next arrival and return that request (``None`` at the end).  Raises
+        :class:`DistLLMError` if the previous request was neither committed nor rejected."""
         if self.current_request is not None:
             raise DistLLMError(f"request {self.current_request.id} was neither committed nor rejected")
         while self._events:
-            t, kind, _, rid = heapq.heappop(self._events)
+            t, _, _, event = heapq.heappop(self._events)
             self.now_s = max(self.now_s, t)
-            if kind == START:
+            if isinstance(event, SessionStart):
                 self.active_sessions += 1
                 self.max_active_sessions = max(self.max_active_sessions, self.active_sessions)
-            elif kind == COMPLETION:
+            elif isinstance(event, SessionEnd):
                 self.active_sessions -= 1
             else:
                 self.book.advance(self.now_s)
-                self.current_request = self.requests[rid]
+                self.current_request = self.requests[event.request_id]
                 return self.current_request
         return None
 
     def evaluate(self, request: Request, route: Route) -> Outcome:
-        """Start, first-token and completion times ``request`` would get on ``route`` now."""
+        """Start, first-token and completion times ``request`` would get on ``route`` now (seconds;
+        ``start_s`` is ``None`` if the chain can never fit).  Commits nothing.  The route is not
+        checked here (:meth:`commit` checks it); times may be non-finite for an unreachable hop."""
         inst = self.instance
         c = request.client
         servers = np.fromiter((h.server for h in route.hops), dtype=np.int64, count=len(route.hops))
@@ -204,19 +254,32 @@ class Simulation:
         return [None if r is None else start_with_backoff(self.book, self.now_s, h, d, earliest=r)
                 for r, h, d in zip(raw, hop_sets, holds_s)]
 
+    def reachable(self, client: int, servers) -> bool:
+        """Whether every server in ``servers`` is reachable from ``client`` (finite RTT)."""
+        return bool(np.all(np.isfinite(self.instance.rtt_s[client, np.asarray(servers, dtype=np.int64)])))
+
     def commit(self, request: Request, route: Route) -> RequestRecord:
-        """Route ``request`` on ``route``: reserve its memory and record its times.  A route that can
-        never fit is recorded as rejected (``insufficient_memory``)."""
+        """Route ``request`` on ``route``: reserve its memory and record its times.
+
+        Recorded as rejected instead (never committed): ``unreachable`` if a hop's server cannot be
+        reached from the client (infinite RTT), ``insufficient_memory`` if the chain can never fit,
+        ``non_finite_time`` if any evaluated time is not finite.  Raises :class:`RouteError` if
+        ``route`` is not a :class:`Route` or violates the placement (Lemma 1), and
+        :class:`DistLLMError` if ``request`` is not the request being routed."""
         self._check_current(request)
         if not isinstance(route, Route):
             raise RouteError(f"routing policy returned {type(route).__name__}, expected a Route")
         check_route(self.placement, route, request.client_blocks)
+        if not self.reachable(request.client, [h.server for h in route.hops]):
+            return self.reject(request, REJECT_UNREACHABLE, route=route)
         out = self.evaluate(request, route)
         if not out.feasible:
-            return self.reject(request, "insufficient_memory", route=route)
+            return self.reject(request, REJECT_MEMORY, route=route)
+        if not (math.isfinite(out.start_s) and math.isfinite(out.first_token_s) and math.isfinite(out.completion_s)):
+            return self.reject(request, REJECT_NON_FINITE, route=route)
         self.book.commit(self.now_s, out.start_s, out.completion_s, out.hops)
-        self._push(out.start_s, START, request.id)
-        self._push(out.completion_s, COMPLETION, request.id)
+        self._push(out.start_s, SessionStart(request.id))
+        self._push(out.completion_s, SessionEnd(request.id))
         rec = RequestRecord(
             request_id=request.id, client=request.client, arrival_s=request.arrival_s, start_s=out.start_s,
             first_token_s=out.first_token_s, completion_s=out.completion_s, wait_s=out.start_s - request.arrival_s,
@@ -229,6 +292,8 @@ class Simulation:
         return rec
 
     def reject(self, request: Request, reason: str, route: Route | None = None) -> RequestRecord:
+        """Record ``request`` as rejected for ``reason`` (times NaN).  Raises :class:`DistLLMError` if
+        ``request`` is not the request being routed."""
         self._check_current(request)
         nan = math.nan
         rec = RequestRecord(
@@ -248,7 +313,9 @@ class Simulation:
 
     def apply_split(self, part: ClientPart) -> Request:
         """Apply a split decision to the request being routed (before routing it): the client runs
-        ``part.blocks`` leading blocks, charged ``part.prefill_s`` + (l−1)·``part.per_token_s``."""
+        ``part.blocks`` leading blocks, charged ``part.prefill_s`` + (l−1)·``part.per_token_s``.
+        Raises :class:`DistLLMError` if no request is being routed, ``part.blocks`` is outside
+        0..L−1, or a client time is negative."""
         from dataclasses import replace
 
         req = self.current_request
@@ -266,10 +333,27 @@ class Simulation:
         return req
 
     def finished_records(self) -> list[RequestRecord]:
+        """The per-request table, one record per request.  Raises :class:`DistLLMError` if a request
+        was never routed; asserts that every completed record has finite, ordered times."""
         missing = [i for i, r in enumerate(self.records) if r is None]
         if missing:
             raise DistLLMError(f"{len(missing)} requests were never routed (first: {missing[0]})")
-        return list(self.records)  # type: ignore[arg-type]
+        records = list(self.records)
+        for r in records:
+            check_record(r)  # type: ignore[arg-type]
+        return records  # type: ignore[return-value]
 
 
-__all__ = ["ClientPart", "Outcome", "RequestRecord", "Simulation"]
+def check_record(r: RequestRecord) -> None:
+    """Invariant of the per-request table: a completed record has finite times with
+    arrival ≤ start ≤ first token ≤ completion.  Raises ``AssertionError`` otherwise (a simulator
+    bug, never bad input)."""
+    if r.completed:
+        times = (r.arrival_s, r.start_s, r.first_token_s, r.completion_s)
+        assert all(math.isfinite(x) for x in times), f"request {r.request_id} completed with times {times}"
+        assert r.arrival_s <= r.start_s <= r.first_token_s <= r.completion_s, \
+            f"request {r.request_id} completed with unordered times {times}"
+
+
+__all__ = ["Arrival", "ClientPart", "Event", "Outcome", "REJECT_MEMORY", "REJECT_NON_FINITE", "REJECT_UNREACHABLE",
+           "RequestRecord", "SessionEnd", "SessionStart", "Simulation", "check_record"]

@@ -1,5 +1,5 @@
 """Network topologies: the Repetita loader, the paper's 3-cluster generator and a random geographic
-generator.  RTT between two nodes = 2 × shortest-path one-way delay (CONTRACTS.md §1).
+generator.  RTT between two nodes = 2 × shortest-path one-way delay (docs/contracts.md §1).
 
 Shortest paths are computed with scipy's Dijkstra on a sparse graph (the same result networkx
 gives, at a fraction of the cost for 1,000-node topologies); :meth:`Topology.to_networkx` exports the
@@ -21,6 +21,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
 from .errors import ScenarioError
+from .limits import MAX_GRAPH_EDGES, MAX_TOPOLOGY_NODES, MAX_TRACE_BYTES
 
 #: Light in optical fibre travels at about 2/3 of c ≈ 200 km per ms (refractive index ≈ 1.47).
 FIBRE_KM_PER_MS = 200.0
@@ -60,7 +61,8 @@ class Topology:
         if node in lookup:
             return lookup[node]
         sample = ", ".join(self.nodes[:6]) + (", …" if self.num_nodes > 6 else "")
-        raise ScenarioError(path, f"node {node!r} is not in topology {self.name!r} (nodes: {sample})")
+        shown = repr(node) if len(repr(node)) <= 60 else repr(node)[:59] + "…"
+        raise ScenarioError(path, f"node {shown} is not in topology {self.name!r} (nodes: {sample})")
 
     def _csr(self) -> csr_matrix:
         n = self.num_nodes
@@ -122,39 +124,66 @@ def _node_lookup(topo: Topology) -> dict:
 # Repetita .graph files
 # --------------------------------------------------------------------------------------------------
 
-def parse_repetita(text: str, name: str = "repetita") -> Topology:
+def parse_repetita(text: str, name: str = "repetita", source: str | None = None) -> Topology:
     """Parse the Repetita ``.graph`` format (NODES / EDGES sections; delays in microseconds).
 
-    Format: repetita.info.ucl.ac.be/DataFormat.html; see distllm_env/data/topologies/SOURCE.md."""
+    Format: repetita.info.ucl.ac.be/DataFormat.html; see distllm_env/data/topologies/SOURCE.md.
+    At most ``MAX_TOPOLOGY_NODES`` nodes and ``MAX_GRAPH_EDGES`` edges (distllm_env.limits).
+
+    Raises:
+        ScenarioError: path ``topology``; the message names the file (``source``, default ``name``)
+            and the line."""
+    topo_name, name = name, source or name
     lines = [ln.strip() for ln in text.splitlines()]
     try:
         i = next(k for k, ln in enumerate(lines) if ln.startswith("NODES"))
         n = int(lines[i].split()[1])
-        node_lines = [ln for ln in lines[i + 2: i + 2 + n]]
         j = next(k for k, ln in enumerate(lines) if ln.startswith("EDGES"))
         m = int(lines[j].split()[1])
-        edge_lines = lines[j + 2: j + 2 + m]
     except (StopIteration, IndexError, ValueError):
         raise ScenarioError("topology", f"{name}: not a Repetita .graph file (NODES/EDGES sections)") from None
+    if not 0 < n <= MAX_TOPOLOGY_NODES:
+        raise ScenarioError("topology", f"{name}: line {i + 1}: expected 1 to {MAX_TOPOLOGY_NODES} nodes, got {n}")
+    if not 0 <= m <= MAX_GRAPH_EDGES:
+        raise ScenarioError("topology", f"{name}: line {j + 1}: expected 0 to {MAX_GRAPH_EDGES} edges, got {m}")
+
+    def bad(k: int, what: str):
+        ln = lines[k] if len(lines[k]) <= 60 else lines[k][:59] + "…"
+        return ScenarioError("topology", f"{name}: line {k + 1}: {what}: {ln!r}")
+
     nodes, coords = [], []
-    for ln in node_lines:
-        parts = ln.split()
-        if len(parts) != 3:
-            raise ScenarioError("topology", f"{name}: bad node line {ln!r}")
+    for k in range(i + 2, min(i + 2 + n, len(lines))):
+        parts = lines[k].split()
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            lon, lat = float(parts[1]), float(parts[2])  # file gives x=longitude, y=latitude
+        except ValueError:
+            raise bad(k, "bad node line (expected: label x y)") from None
         nodes.append(parts[0])
-        coords.append((float(parts[2]), float(parts[1])))  # file gives x=longitude, y=latitude
+        coords.append((lat, lon))
     src, dst, delay = [], [], []
-    for ln in edge_lines:
-        parts = ln.split()
-        if len(parts) != 6:
-            raise ScenarioError("topology", f"{name}: bad edge line {ln!r}")
-        src.append(int(parts[1]))
-        dst.append(int(parts[2]))
-        delay.append(float(parts[5]) * 1e-6)  # microseconds -> seconds
+    for k in range(j + 2, min(j + 2 + m, len(lines))):
+        parts = lines[k].split()
+        try:
+            if len(parts) != 6:
+                raise ValueError
+            s_, d_, w = int(parts[1]), int(parts[2]), float(parts[5]) * 1e-6  # microseconds -> seconds
+        except ValueError:
+            raise bad(k, "bad edge line (expected: label src dest weight bw delay)") from None
+        if not (0 <= s_ < n and 0 <= d_ < n):
+            raise bad(k, f"edge to a missing node (nodes are numbered 0..{n - 1})")
+        if not (math.isfinite(w) and w >= 0):
+            raise bad(k, "edge delay must be finite and ≥ 0")
+        src.append(s_)
+        dst.append(d_)
+        delay.append(w)
     if len(nodes) != n or len(src) != m:
         raise ScenarioError("topology", f"{name}: expected {n} nodes and {m} edges, found {len(nodes)} and {len(src)}")
+    if len(set(nodes)) != n:
+        raise ScenarioError("topology", f"{name}: node labels must be unique")
     return Topology(
-        name=name, nodes=tuple(nodes), edge_src=np.asarray(src, dtype=np.int64),
+        name=topo_name, nodes=tuple(nodes), edge_src=np.asarray(src, dtype=np.int64),
         edge_dst=np.asarray(dst, dtype=np.int64), edge_delay_s=np.asarray(delay, dtype=float),
         coordinates=np.asarray(coords, dtype=float),
         notes="Repetita (svissicchio/Repetita) conversion of an Internet Topology Zoo network; delays in µs",
@@ -169,9 +198,17 @@ def load_repetita(name: str) -> Topology:
         return parse_repetita(text, name)
     p = Path(name)
     if p.suffix == ".graph" and p.is_file():
-        return parse_repetita(p.read_text(), p.stem)
+        if p.stat().st_size > MAX_TRACE_BYTES:
+            raise ScenarioError("topology.repetita", f"{p}: larger than {MAX_TRACE_BYTES} bytes")
+        data = p.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ScenarioError("topology.repetita", f"{p}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                                                     f"{exc.start})") from None
+        return parse_repetita(text, p.stem, str(p))
     raise ScenarioError("topology.repetita",
-                        f"unknown topology {name!r}; expected one of {list(REPETITA_TOPOLOGIES)} or a .graph file path")
+                        f"unknown topology {name[:60]!r}; expected one of {list(REPETITA_TOPOLOGIES)} or a .graph file path")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,8 +224,10 @@ def clustered_topology(sizes: Sequence[int], intra_rtt_s: float = 0.005, inter_r
 
     Links inside a cluster have one-way delay intra_rtt/2, links between clusters inter_rtt/2, so the
     RTT between two nodes is 5 ms inside a cluster and 100 ms across (the paper's clustered setting,
-    reference §8.3; CONTRACTS.md §1).  Bandwidth is folded into the fitted overheads (reference §10.9).
+    docs/contracts.md §4; docs/contracts.md §1).  Bandwidth is folded into the fitted overheads (docs/model.md §4.1).
     """
+    if sum(sizes) > MAX_TOPOLOGY_NODES:
+        raise ScenarioError("topology.clusters.sizes", f"{sum(sizes)} nodes in all; at most {MAX_TOPOLOGY_NODES}")
     nodes, cluster_of = [], []
     for k, size in enumerate(sizes):
         for i in range(size):
@@ -224,6 +263,26 @@ def world_cities() -> tuple[City, ...]:
     return tuple(City(r["name"], r["region"], float(r["lat"]), float(r["lon"])) for r in rows)
 
 
+def unknown_city_message(name) -> str:
+    """The error text for a city that is not shipped (the full list is in docs/scenarios.md)."""
+    shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:39] + "…"
+    names = sorted(c.name for c in world_cities())
+    return (f"unknown city {shown}; {len(names)} shipped cities are listed in docs/scenarios.md "
+            f"({', '.join(names[:5])}, …)")
+
+
+@lru_cache(maxsize=1)
+def known_cities() -> frozenset[str]:
+    """Names of the shipped cities (``topology.geo.cities`` values)."""
+    return frozenset(c.name for c in world_cities())
+
+
+@lru_cache(maxsize=1)
+def known_regions() -> tuple[str, ...]:
+    """The regions of the shipped cities (``topology.geo.regions`` values), sorted."""
+    return tuple(sorted({c.region for c in world_cities()}))
+
+
 def great_circle_km(lat1, lon1, lat2, lon2):
     """Haversine distance on a sphere of radius 6,371 km."""
     p1, p2 = np.radians(lat1), np.radians(lat2)
@@ -256,10 +315,12 @@ def geo_topology(
     table = world_cities()
     by_name = {c.name: c for c in table}
     if cities is not None:
+        if len(cities) > MAX_TOPOLOGY_NODES:
+            raise ScenarioError("topology.geo.cities", f"expected at most {MAX_TOPOLOGY_NODES} cities, got {len(cities)}")
         chosen = []
         for i, cname in enumerate(cities):
             if cname not in by_name:
-                raise ScenarioError(f"topology.geo.cities.{i}", f"unknown city {cname!r}; known: {sorted(by_name)}")
+                raise ScenarioError(f"topology.geo.cities.{i}", unknown_city_message(cname))
             chosen.append(by_name[cname])
         lat = np.array([c.lat for c in chosen])
         lon = np.array([c.lon for c in chosen])
@@ -269,6 +330,12 @@ def geo_topology(
     else:
         if rng is None or num_nodes is None:
             raise ScenarioError("topology.geo", "give either 'cities' or 'num_nodes' (drawn from the seed)")
+        if not 1 <= num_nodes <= MAX_TOPOLOGY_NODES:
+            raise ScenarioError("topology.geo.num_nodes", f"expected 1 to {MAX_TOPOLOGY_NODES} nodes, got {num_nodes}")
+        unknown = [r for r in (regions or ()) if r not in known_regions()]
+        if unknown:
+            raise ScenarioError("topology.geo.regions", f"unknown region(s) {unknown[:5]}; known regions: "
+                                                        f"{list(known_regions())}")
         pool = [c for c in table if regions is None or c.region in regions]
         if not pool:
             raise ScenarioError("topology.geo.regions",
@@ -328,7 +395,7 @@ def _jitter(rng, lat, lon, jitter_km, mask):
 
 
 __all__ = [
-    "City", "FIBRE_KM_PER_MS", "REPETITA_TOPOLOGIES", "ROUTE_FACTOR", "Topology", "cluster_node_name",
+    "City", "FIBRE_KM_PER_MS", "known_cities", "known_regions", "unknown_city_message", "REPETITA_TOPOLOGIES", "ROUTE_FACTOR", "Topology", "cluster_node_name",
     "clustered_topology", "geo_topology", "great_circle_km", "load_repetita", "parse_repetita",
     "world_cities",
 ]

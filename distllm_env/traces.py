@@ -1,4 +1,4 @@
-"""Arrival traces (CONTRACTS.md §3).
+"""Arrival traces (docs/contracts.md §3).
 
 * The published inter-arrival traces of arXiv 2512.21884's simulator ship with the package:
   ``published-0.1`` (100 gaps, drawn at λ = 0.1 req/s) and ``published-0.5`` (50 gaps, λ = 0.5 req/s).
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ScenarioError
+from .limits import MAX_CLIENTS, MAX_REQUESTS, MAX_TOKENS, MAX_TRACE_BYTES
 
 PUBLISHED_TRACES = {
     "published-0.1": ("inter_arrivals.txt", 0.1),
@@ -36,43 +37,79 @@ class Trace:
     nominal_rate_per_s: float | None = None
 
 
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def parse_published_gaps(text: str, name: str) -> Trace:
-    """Read the published tab-separated gaps (ms) into cumulative arrival times (s)."""
+    """Read the published tab-separated gaps (ms) into cumulative arrival times (s).
+
+    Raises:
+        ScenarioError: path ``workload.trace``: a non-number, a gap < 0 or non-finite, a non-finite
+            arrival time, or more than ``MAX_REQUESTS`` gaps."""
+    words = text.replace("\r", "").split()
+    if len(words) > MAX_REQUESTS:
+        raise ScenarioError("workload.trace", f"{name}: more than {MAX_REQUESTS} arrivals")
     try:
-        gaps_ms = np.array([float(x) for x in text.replace("\r", "").split()], dtype=float)
+        gaps_ms = np.array([float(x) for x in words], dtype=float)
     except ValueError as exc:
-        raise ScenarioError("workload.trace", f"{name}: not a list of numbers: {exc}") from None
+        raise ScenarioError("workload.trace", f"{name}: not a list of numbers: {_short(str(exc))}") from None
     if gaps_ms.size == 0 or np.any(gaps_ms < 0) or not np.all(np.isfinite(gaps_ms)):
         raise ScenarioError("workload.trace", f"{name}: gaps must be finite and ≥ 0")
-    return Trace(name=name, arrival_s=np.cumsum(gaps_ms) / 1000.0)
+    with np.errstate(over="ignore"):
+        arrival_s = np.cumsum(gaps_ms) / 1000.0
+    if not np.all(np.isfinite(arrival_s)):
+        raise ScenarioError("workload.trace", f"{name}: arrival times (cumulative gaps) must stay finite")
+    return Trace(name=name, arrival_s=arrival_s)
 
 
 def parse_csv_trace(text: str, name: str) -> Trace:
+    """Read a CSV trace ``arrival_s,prompt_tokens,output_tokens[,client]``.
+
+    Raises:
+        ScenarioError: path ``workload.trace``, naming the file and line: a bad header or value,
+            arrival times not finite, < 0 or decreasing, lengths outside [1, MAX_TOKENS], clients
+            outside [0, MAX_CLIENTS), or more than ``MAX_REQUESTS`` rows."""
     reader = csv.DictReader(io.StringIO(text))
     need = ["arrival_s", "prompt_tokens", "output_tokens"]
     if reader.fieldnames is None or any(k not in reader.fieldnames for k in need):
         raise ScenarioError("workload.trace", f"{name}: CSV header must be arrival_s,prompt_tokens,output_tokens[,client]")
     extra = [k for k in reader.fieldnames if k not in need + ["client"]]
     if extra:
-        raise ScenarioError("workload.trace", f"{name}: unknown CSV columns {extra}")
+        raise ScenarioError("workload.trace", f"{name}: unknown CSV columns {_short(str(extra))}")
     arr, pro, out, cli = [], [], [], []
-    for i, row in enumerate(reader, start=2):
+    rows = enumerate(reader, start=2)
+    while True:
         try:
-            arr.append(float(row["arrival_s"]))
-            pro.append(int(row["prompt_tokens"]))
-            out.append(int(row["output_tokens"]))
+            i, row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ScenarioError("workload.trace", f"{name}: line {reader.line_num}: {_short(str(exc))}") from None
+        if i - 1 > MAX_REQUESTS:
+            raise ScenarioError("workload.trace", f"{name}: more than {MAX_REQUESTS} rows")
+        try:
+            values = [float(row["arrival_s"]), int(row["prompt_tokens"]), int(row["output_tokens"])]
             if "client" in reader.fieldnames:
-                cli.append(int(row["client"]))
+                values.append(int(row["client"]))
         except (TypeError, ValueError):
-            raise ScenarioError("workload.trace", f"{name}: line {i}: expected numbers, got {dict(row)}") from None
+            raise ScenarioError("workload.trace", f"{name}: line {i}: expected numbers, got {_short(str(dict(row)))}") from None
+        if not (1 <= values[1] <= MAX_TOKENS and 1 <= values[2] <= MAX_TOKENS):
+            raise ScenarioError("workload.trace", f"{name}: line {i}: prompt_tokens and output_tokens must be in "
+                                                  f"[1, {MAX_TOKENS}]")
+        if len(values) == 4 and not 0 <= values[3] < MAX_CLIENTS:
+            raise ScenarioError("workload.trace", f"{name}: line {i}: client must be in [0, {MAX_CLIENTS - 1}]")
+        arr.append(values[0])
+        pro.append(values[1])
+        out.append(values[2])
+        if len(values) == 4:
+            cli.append(values[3])
     a = np.asarray(arr, dtype=float)
     if a.size == 0:
         raise ScenarioError("workload.trace", f"{name}: trace is empty")
     if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(np.diff(a) < 0):
         raise ScenarioError("workload.trace", f"{name}: arrival_s must be finite, ≥ 0 and non-decreasing")
     p, o = np.asarray(pro, dtype=np.int64), np.asarray(out, dtype=np.int64)
-    if np.any(p < 1) or np.any(o < 1):
-        raise ScenarioError("workload.trace", f"{name}: prompt_tokens and output_tokens must be ≥ 1")
     return Trace(name=name, arrival_s=a, prompt_tokens=p, output_tokens=o,
                  client=np.asarray(cli, dtype=np.int64) if cli else None)
 
@@ -89,9 +126,16 @@ def load_trace(name: str, base_dir: str | None = None) -> Trace:
     if not p.is_absolute() and base_dir is not None:
         p = Path(base_dir) / p
     if not p.is_file():
-        raise ScenarioError("workload.trace", f"unknown trace {name!r}; expected one of {list(PUBLISHED_TRACES)} "
+        raise ScenarioError("workload.trace", f"unknown trace {_short(repr(name))}; expected one of {list(PUBLISHED_TRACES)} "
                                               "or a CSV file path")
-    text = p.read_text()
+    if p.stat().st_size > MAX_TRACE_BYTES:
+        raise ScenarioError("workload.trace", f"{_short(str(p))}: larger than {MAX_TRACE_BYTES} bytes")
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError("workload.trace", f"{_short(str(p))}: not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                                              f"offset {exc.start})") from None
     if p.suffix.lower() == ".csv":
         return parse_csv_trace(text, str(p))
     return parse_published_gaps(text, str(p))

@@ -1,4 +1,4 @@
-"""ClusterView: the read-only view of the simulator that routing policies see (CONTRACTS.md §7).
+"""ClusterView: the read-only view of the simulator that routing policies see (docs/contracts.md §7).
 
 The core owns Lemma 1, m_ij, the block-ordered DAG, shortest and K-cheapest chains and the waiting
 times t^W_ij(t); a policy supplies only decision rules and edge weights (:class:`HopCost`).
@@ -6,25 +6,42 @@ times t^W_ij(t); a policy supplies only decision rules and edge weights (:class:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .chains import ChainDAG, HopCost, Route, route_from_chain
-from .reservations import wait_for
+from .perf import static_request_cost_terms_s
+from .reservations import ReservationBook
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .simulator import Simulation
+    from .instance import Instance
+    from .placement import CachePolicy, Placement
     from .workload import Request
 
 
+class SimulationState(Protocol):
+    """What the view reads from a running simulation (implemented by
+    :class:`~distllm_env.simulator.Simulation`; declared here so the view does not import the
+    simulator).  Times in seconds, capacities in bytes."""
+
+    instance: "Instance"
+    placement: "Placement"
+    cache_policy: "CachePolicy"
+    capacity_bytes: np.ndarray
+    book: ReservationBook
+    now_s: float
+    current_request: "Request | None"
+
+
 class ClusterView:
-    """Read-only state of a running :class:`~distllm_env.simulator.Simulation`.
+    """Read-only state of a running :class:`~distllm_env.simulator.Simulation` (any
+    :class:`SimulationState`).
 
     Arrays are indexed ``[client, server]`` or ``[server]``.  ``prefill_cost_s`` is t^I_cj for the
     prompt length of the request currently being routed (``view.request``)."""
 
-    def __init__(self, sim: "Simulation"):
+    def __init__(self, sim: SimulationState):
         self._sim = sim
         inst = sim.instance
         self.instance = inst
@@ -54,6 +71,8 @@ class ClusterView:
 
     @property
     def prefill_cost_s(self) -> np.ndarray:
+        """t^I_cj(l_in) for the request being routed, shape (num_clients, num_servers), seconds.
+        Raises ``RuntimeError`` when no request is being routed."""
         req = self.request
         if req is None:
             raise RuntimeError("prefill_cost_s needs a request being routed; use prefill_comm_s(prompt_tokens)")
@@ -71,6 +90,8 @@ class ClusterView:
         return self.instance.model.kv_bytes_per_block(request.prompt_tokens, request.output_tokens)
 
     def free_bytes(self, server: int, t: float | None = None) -> int:
+        """KV bytes free on ``server`` at time ``t`` (default now).  Raises ``ValueError`` under the
+        calendar accounting for a time before now (that history is forgotten)."""
         return self._sim.book.free_bytes(server, self.now_s if t is None else t)
 
     def free_slots(self, server: int, t: float | None = None, kv_block_bytes: int | None = None) -> int:
@@ -99,12 +120,33 @@ class ClusterView:
 
     def static_cost(self, request: "Request") -> HopCost:
         """Prefill-aware static cost of a request, Σ[t^I + (l−1)·t] + [τ^I + (l−1)·τ]·m_ij
-        (CONTRACTS.md §9; the WS-RR link cost without waiting)."""
-        l1 = request.output_tokens - 1
+        (:func:`~distllm_env.perf.static_request_cost_terms_s`; the WS-RR link cost without waiting).
+        Arrays of shape (num_servers,), seconds."""
         c = request.client
-        fixed = self.instance.prefill_comm_s(request.prompt_tokens)[c] + l1 * self.token_cost_s[c]
-        per_block = self.instance.tau_prefill_s(request.prompt_tokens) + l1 * self.tau_decode_s
+        reach = self.reachable(c)
+        with np.errstate(invalid="ignore"):        # 0·inf for an unreachable server when l = 1
+            fixed, per_block = static_request_cost_terms_s(
+                self.instance.prefill_comm_s(request.prompt_tokens)[c],
+                self.instance.tau_prefill_s(request.prompt_tokens), self.token_cost_s[c], self.tau_decode_s,
+                request.output_tokens)
+        if not reach.all():
+            fixed = np.where(reach, fixed, np.inf)
         return HopCost(fixed_s=fixed, per_block_s=per_block)
+
+    def reachable(self, client: int) -> np.ndarray:
+        """Boolean array (num_servers,): server j is reachable from ``client`` (finite RTT).  Routers
+        consider only chains whose hops are all reachable; the simulator rejects any other route
+        (``unreachable``)."""
+        return np.isfinite(self.rtt_s[client])
+
+    def unreachable_edge_cost_s(self, client: int, dag: ChainDAG) -> np.ndarray | None:
+        """Per edge of ``dag`` (shape (dag.num_edges,)): ``inf`` for an edge into a server that
+        ``client`` cannot reach, else 0 — add it to a policy's ``edge_extra_s`` so that its search
+        never picks such a chain.  ``None`` when every server is reachable (nothing to add)."""
+        reach = self.reachable(client)
+        if reach.all():
+            return None
+        return np.where(reach[dag.edge_dst_server], 0.0, np.inf)
 
     def waiting_time_s(self, request: "Request", dag: ChainDAG | None = None) -> np.ndarray:
         """t^W_ij(now) for every edge of ``dag``: the time until server j has room for m_ij blocks of
@@ -123,7 +165,7 @@ class ClusterView:
             # incoming edge waits 0 (exactly what wait_for returns for need ≤ free[0])
             if book.stays_free_bytes(j, now) >= max_blocks[k] * per_block:
                 continue
-            out[ptr[k]:ptr[k + 1]] = wait_for(book.free_profile(j, now), need[ptr[k]:ptr[k + 1]])
+            out[ptr[k]:ptr[k + 1]] = book.wait_s(j, now, need[ptr[k]:ptr[k + 1]])
         return out
 
     def shortest(self, client: int, cost: HopCost, client_blocks: int = 0) -> tuple[Route, float]:

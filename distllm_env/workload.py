@@ -1,6 +1,6 @@
 """Requests (inference sessions) and the workload generator.
 
-Requests are drawn once per seed from the ``workload`` stream (CONTRACTS.md §1) and shared by every
+Requests are drawn once per seed from the ``workload`` stream (docs/contracts.md §1) and shared by every
 policy, as the published simulator pre-generates its inter-arrival times.  Poisson arrivals start at
 t = 0, as the published traces do (their first gap is 0), followed by exponential gaps of mean 1/λ.
 """
@@ -37,7 +37,11 @@ class Request:
 
 
 def generate_requests(instance: Instance, seed: int) -> list[Request]:
-    """The seed's requests, in arrival order (ties kept in index order)."""
+    """The seed's requests, in arrival order (ties kept in index order).
+
+    Raises:
+        ScenarioError: a trace names a client the instance does not have, or arrival times are
+            not finite."""
     sc = instance.scenario
     wl = sc.workload
     arrival_rng, length_rng, client_rng = generators(seed_streams(seed)["workload"], 3)
@@ -58,6 +62,8 @@ def generate_requests(instance: Instance, seed: int) -> list[Request]:
         gaps = arrival_rng.exponential(1.0 / wl.arrival_rate_per_s, size=n)
         gaps[0] = 0.0
         arrivals = np.cumsum(gaps)
+    if not np.all(np.isfinite(arrivals)):  # guarded by the rate / trace checks at parse time
+        raise ScenarioError("workload", "arrival times are not finite (rate too small or trace out of range)")
     if prompt is None:
         prompt = wl.prompt_tokens.sample(length_rng, n)
         output = wl.output_tokens.sample(length_rng, n)

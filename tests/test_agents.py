@@ -76,6 +76,70 @@ def test_shipped_yaml_files_resolve_for_every_decision(algo):
             assert hp.policy == "MlpPolicy" and hp.wrappers[0]["path"].endswith(":RoutingFeatures")
 
 
+def test_agent_yaml_is_data_class_paths_come_from_an_allow_list(tmp_path):
+    from distllm_env.agents.hyperparams import resolve_policy
+
+    with pytest.raises(ScenarioError, match="allow-list of wrapper modules"):
+        parse_wrappers(["os.system"])
+    with pytest.raises(ScenarioError, match="allow-list of wrapper modules"):
+        parse_wrappers([{"subprocess:Popen": {"args": ["touch", "x"]}}])
+    # an opt-in (--allow-import) lets a user's own wrapper through; nothing is imported while parsing
+    assert parse_wrappers(["my_pkg.wrappers.Mine"], allow_imports=True) == [{"path": "my_pkg.wrappers:Mine", "kwargs": {}}]
+    assert parse_wrappers(["gymnasium.wrappers.FlattenObservation"])[0]["path"] == "gymnasium.wrappers:FlattenObservation"
+    with pytest.raises(ScenarioError, match="allow-list of policy packages"):
+        resolve_policy("os.getcwd")
+    assert resolve_policy("MlpPolicy") == "MlpPolicy"
+    f = tmp_path / "ppo.yml"
+    f.write_text("default:\n  env_wrapper: [builtins.print]\n")
+    with pytest.raises(ScenarioError, match=r"ppo.yml:default.env_wrapper.0"):
+        load_hyperparams("ppo", ROUTING_TINY, f)
+    with pytest.raises(ScenarioError, match="not a layer or activation"):
+        parse_policy_kwargs("dict(activation_fn=nn.init)")
+
+
+def test_shipped_yaml_uses_the_zoos_dotted_paths():
+    """rl_zoo3's get_wrapper_class imports ``".".join(name.split(".")[:-1])`` and takes the last part
+    as the class: the shipped files must use that form (no ``module:Class``)."""
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    import distllm_env.agents as agents
+
+    files = sorted(Path(agents.__file__).parent.glob("*.yml"))
+    assert len(files) == 4
+    seen = 0
+    for f in files:
+        for entry in yaml.safe_load(f.read_text()).values():
+            for w in entry.get("env_wrapper") or []:
+                name = next(iter(w)) if isinstance(w, dict) else w
+                assert ":" not in name
+                cls = getattr(importlib.import_module(".".join(name.split(".")[:-1])), name.split(".")[-1])
+                assert issubclass(cls, gym.Wrapper)
+                seen += 1
+    assert seen >= 4
+
+
+def test_train_and_evaluate_stay_the_functions_after_their_submodules_are_imported():
+    """``from distllm_env.agents import train`` gave the submodule on the second call (issue 9, item 8)."""
+    import importlib
+
+    importlib.import_module("distllm_env.agents.train")      # what SB3 helpers, tests or users do
+    importlib.import_module("distllm_env.agents.evaluate")
+    for _ in range(2):
+        from distllm_env.agents import evaluate, train
+
+        assert callable(train) and callable(evaluate) and train.__name__ == "train"
+        with pytest.raises(ScenarioError, match="--out"):        # called, not "'module' object is not callable"
+            train(ROUTING_TINY, out="model.pt")
+        with pytest.raises(ScenarioError, match="exactly one"):
+            evaluate()
+    from distllm_env.agents.train import TRAIN_SEED_RANGE       # the submodule is still importable
+
+    assert TRAIN_SEED_RANGE == (0, 9_000)
+
+
 # --------------------------------------------------------------------------------------------------
 # wrappers
 # --------------------------------------------------------------------------------------------------
@@ -366,6 +430,20 @@ def test_subprocess_vector_envs_train(tmp_path):
     assert res.timesteps >= 64 and res.sidecar["n_envs"] == 2 and res.sidecar["vec_env"] == "subproc"
 
 
+def test_a_dotted_sb3_policy_class_in_the_yaml_is_resolved():
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+
+    from distllm_env.agents.hyperparams import resolve_policy
+
+    assert resolve_policy("sb3_contrib.common.maskable.policies.MaskableActorCriticPolicy") is MaskableActorCriticPolicy
+    with pytest.raises(ScenarioError, match="not an SB3 policy class"):
+        resolve_policy("stable_baselines3.PPO")
+    import torch
+
+    assert parse_policy_kwargs("dict(activation_fn=th.nn.ReLU, optimizer_class=th.optim.Adam)") == {
+        "activation_fn": torch.nn.ReLU, "optimizer_class": torch.optim.Adam}
+
+
 def test_tensorboard_without_the_package_is_a_clean_error(tmp_path, capsys):
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
@@ -374,4 +452,5 @@ def test_tensorboard_without_the_package_is_a_clean_error(tmp_path, capsys):
         pass
     assert main(["train", "--env", ROUTING_TINY, "--timesteps", "10", "--tensorboard", str(tmp_path / "tb"),
                  "--out", str(tmp_path / "m.zip")]) == 2
-    assert "tensorboard" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "tensorboard" in err and "distllm-env[tensorboard]" in err and "not part of any extra" not in err

@@ -1,4 +1,4 @@
-"""Catalog constants, the derivation rule and the PETALS throughput import (CONTRACTS.md §2)."""
+"""Catalog constants, the derivation rule and the PETALS throughput import (docs/contracts.md §2)."""
 
 import json
 
@@ -10,10 +10,10 @@ from distllm_env.errors import ScenarioError
 
 def test_bloom_block_and_kv_bytes():
     bloom = default_catalog().model("BLOOM-176B")
-    # s_m = 2,466,437,120 × 4.25/8 × 1.01 (reference §1.2: ≈ 1.323 GB)
+    # s_m = 2,466,437,120 × 4.25/8 × 1.01 (docs/model.md §2: ≈ 1.323 GB)
     assert bloom.block_bytes == round(2_466_437_120 * 4.25 / 8 * 1.01)
     assert abs(bloom.block_bytes / 1e9 - 1.3234) < 1e-3
-    # s_c = 2 · 14336 · (20 + 128) · 2 bytes = 8,486,912 (reference §1.2: 8.487 MB)
+    # s_c = 2 · 14336 · (20 + 128) · 2 bytes = 8,486,912 (docs/model.md §2: 8.487 MB)
     assert bloom.kv_bytes_per_block(20, 128) == 8_486_912
     assert bloom.kv_group_size == 1
 

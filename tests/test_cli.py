@@ -1,4 +1,4 @@
-"""The distllm-env command line: outputs, overrides and exit codes (CONTRACTS.md §5–6)."""
+"""The distllm-env command line: outputs, overrides and exit codes (docs/contracts.md §5–6)."""
 
 import csv
 import json
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from distllm_env.cli import main
-from distllm_env.outputs import REQUEST_COLUMNS
+from distllm_env.outputs import REQUEST_COLUMNS, sidecar_path
 
 
 def test_simulate_prints_a_summary_and_writes_csv(tmp_path, capsys):
@@ -19,10 +19,11 @@ def test_simulate_prints_a_summary_and_writes_csv(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "mean_per_token_time_s" in text and "scenario tiny" in text
     lines = out.read_text().splitlines()
-    meta = {ln[2:].split(": ", 1)[0]: json.loads(ln[2:].split(": ", 1)[1]) for ln in lines if ln.startswith("# ")}
+    meta = json.loads(sidecar_path(out).read_text())["meta"]   # the CSV is a plain table; metadata in F.csv.json
     assert meta["seed"] == 2 and meta["overrides"] == ["workload.num_requests=12"]
     assert meta["scenario"] == "tiny" and len(meta["scenario_hash"]) == 12 and "version" in meta
-    rows = list(csv.DictReader(ln for ln in lines if not ln.startswith("#")))
+    assert not any(ln.startswith("#") for ln in lines)
+    rows = list(csv.DictReader(lines))
     assert tuple(rows[0].keys()) == REQUEST_COLUMNS
     assert len(rows) == 12 and all(r["status"] == "completed" for r in rows)
     assert rows[0]["route"].startswith("s") and ":" in rows[0]["route"]
@@ -69,3 +70,11 @@ def test_console_script_runs_in_a_subprocess():
                            "--set", "workload.colour=1"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["simulate"], ["compare"], ["split"], ["scenarios", "show"],
+                                     ["scenarios", "validate"], ["train"]])
+def test_commands_that_load_scenarios_take_allow_import(command, capsys):
+    """The opt-in of the trust boundary (README, "Trust boundary") exists wherever a scenario is loaded."""
+    assert main([*command, "--help"]) == 0
+    assert "--allow-import" in capsys.readouterr().out

@@ -46,8 +46,9 @@ def test_compare_schema_and_paired_seeds(tmp_path):
         assert k in data["meta"]
     res.write(tmp_path / "c.csv")
     lines = (tmp_path / "c.csv").read_text().splitlines()
-    assert lines[0].startswith("# version")
-    rows = list(csv.DictReader(ln for ln in lines if not ln.startswith("#")))
+    assert lines[0].startswith("policy,")                     # a plain table; meta in the sidecar
+    assert json.loads((tmp_path / "c.csv.json").read_text())["meta"]["seeds"] == data["meta"]["seeds"]
+    rows = list(csv.DictReader(lines))
     assert tuple(rows[0]) == RESULT_COLUMNS and len(rows) == 2
     res.write(tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -29,7 +29,7 @@ TINY_250MB = [f"servers.{j}.memory_gb=0.25" for j in range(4)]
 # -- _choose_num_blocks --------------------------------------------------------------------------------
 
 def test_choose_num_blocks_bloom_on_a100_and_mig():
-    # CONTRACTS.md §4: PETALS hosts 53 BLOOM-176B blocks on an 86.13 GB A100 and 4 on a 9.1 GB MIG 1g
+    # docs/contracts.md §4: PETALS hosts 53 BLOOM-176B blocks on an 86.13 GB A100 and 4 on a 9.1 GB MIG 1g
     assert choose_num_blocks(int(86.13e9), BLOOM, None) == 53
     assert choose_num_blocks(int(9.1e9), BLOOM, 4) == 4
     # the MIG cap binds: uncapped, 9.1 GB would give floor((9.1e9 − 2 GiB) / (s_m + 4096-token cache)) = 4 too,
@@ -67,7 +67,7 @@ def test_fixed_pool_16384_matches_petals_gqa_cache_bytes():
 # -- weakest window --------------------------------------------------------------------------------------
 
 def test_best_start_reference_worked_example():
-    # petals_and_peers.md §A.4: L = 6, A covers [0,4) with 10, B covers [3,6) with 4 → T = [10,10,10,14,4,4];
+    # docs/model.md §8.3: L = 6, A covers [0,4) with 10, B covers [3,6) with 4 → T = [10,10,10,14,4,4];
     # a 3-block server takes start 3
     t = block_throughputs([0, 3], [4, 3], [10.0, 4.0], 6)
     assert t.tolist() == [10, 10, 10, 14, 4, 4]

@@ -1,4 +1,4 @@
-"""Scenario loading, presets, overrides and validation errors (CONTRACTS.md §3–4)."""
+"""Scenario loading, presets, overrides and validation errors (docs/contracts.md §3–4)."""
 
 import math
 import pickle
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from distllm_env.errors import ScenarioError
-from distllm_env.instance import build_instance
+from distllm_env.instance import build_instance, validate_scenario
 from distllm_env.scenario import apply_overrides, list_presets, load_scenario
 from tests.conftest import preset_dict
 
@@ -100,6 +100,13 @@ def _with(d, path, value):
     return d
 
 
+def test_parsing_builds_no_instance_and_build_instance_names_the_node(tiny_dict):
+    sc = load_scenario(_with(tiny_dict, "servers.0.node", "c9n9"))
+    with pytest.raises(ScenarioError) as info:
+        build_instance(sc, 0)
+    assert info.value.path == "servers.0.node" and "not in topology" in str(info.value)
+
+
 MALFORMED = [
     # (mutation path, value, field named in the error, fragment of the message)
     ("servers.0.gpu", "B200", "servers.0.gpu", "unknown GPU"),
@@ -127,8 +134,9 @@ MALFORMED = [
 
 @pytest.mark.parametrize("path,value,field,fragment", MALFORMED, ids=[m[0] + "=" + repr(m[1]) for m in MALFORMED])
 def test_malformed_scenarios_name_the_field(tiny_dict, path, value, field, fragment):
+    # validate_scenario = load + the seed-0 instance (node names and connectivity are checked there)
     with pytest.raises(ScenarioError) as info:
-        load_scenario(_with(tiny_dict, path, value))
+        validate_scenario(_with(tiny_dict, path, value))
     assert info.value.path == field
     assert fragment in str(info.value)
 
@@ -141,8 +149,9 @@ def test_client_disconnected_from_every_server(tmp_path, tiny_dict):
     d["topology"] = {"repetita": str(graph)}
     d["servers"] = [{"gpu": "toy-gpu", "node": "0_a"}, {"gpu": "toy-gpu", "node": "1_b"}]
     d["clients"] = [{"node": "2_island"}]
+    sc = load_scenario(d)   # parsing builds no instance ...
     with pytest.raises(ScenarioError) as info:
-        load_scenario(d)
+        build_instance(sc, 0)   # ... the instance build checks connectivity
     assert info.value.path == "clients.0.node" and "disconnected" in str(info.value)
 
 

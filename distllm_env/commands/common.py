@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
 from typing import Any, Iterable, Sequence
 
 from ..errors import ScenarioError
-from ..outputs import json_safe
+from ..outputs import check_out_path, json_safe
 from ..scenario import Scenario, load_scenario
 
 
@@ -18,6 +20,14 @@ def add_scenario_args(p: argparse.ArgumentParser, required: bool = True, default
                    help="preset name (see 'distllm-env scenarios list') or path to a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. --set workload.arrival_rate_per_s=0.5 (repeatable)")
+    add_allow_import_arg(p)
+
+
+def add_allow_import_arg(p: argparse.ArgumentParser) -> None:
+    """``--allow-import``: let the scenario's policy_defaults name ``module:Class`` import paths."""
+    p.add_argument("--allow-import", dest="allow_import", action="store_true",
+                   help="allow the scenario's policy_defaults.placement/routing to be a module:Class import path "
+                        "(imports run code: only for scenario files you trust)")
 
 
 def add_seed_arg(p: argparse.ArgumentParser, default: int = 0) -> None:
@@ -43,10 +53,29 @@ def add_results_out_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def check_results_out(outs) -> None:
-    """Every --out path must end in .json, .csv or .png."""
+    """Every --out path must end in .json, .csv or .png and be writable (:func:`check_out_path`; a
+    .csv also needs its sidecar F.csv.json), checked before the run."""
     for out in outs:
         if not out.lower().endswith(RESULT_SUFFIXES):
             raise ScenarioError("--out", f"expected a .json, .csv or .png file, got {out!r}")
+        check_out_path(out, sidecar=out.lower().endswith(".csv"))
+
+
+@contextlib.contextmanager
+def cwd_on_import_path():
+    """While a command runs, import paths given on its command line (``--placement``, ``--routing``,
+    ``--policies``, ``--policy my_pkg.routing:MyRouter``) also find modules in the current directory,
+    as under ``python -m``; no ``PYTHONPATH=.`` needed.  The directory is *appended* to ``sys.path``, so
+    installed packages win over a local file of the same name, and removed afterwards."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
 
 
 def seeds_from(args) -> list[int]:

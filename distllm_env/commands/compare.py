@@ -21,7 +21,8 @@ def register(sub) -> None:
     p.add_argument("--allocation-delays", choices=("auto", "scenario", "zero"), default="auto",
                    help="auto: the scenario's per-family delays unless a user/learned policy takes part (then 0); "
                         "scenario: always the scenario's; zero: none")
-    add_results_out_arg(p, ".json (meta, results, per_seed), .csv (results) or .png (bar chart)")
+    add_results_out_arg(p, ".json (meta, results, per_seed), .csv (results as a plain table; meta and per_seed in "
+                           "the sidecar F.csv.json) or .png (paired per-seed differences against the first policy)")
     add_format_arg(p)
     p.set_defaults(func=run)
 
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         from ..scenario import load_scenario
 
         delays = dict(load_scenario(args.scenario, args.overrides).simulator.allocation_delay_s)
-    res = compare(args.scenario, policies, seeds_from(args), args.overrides, allocation_delays=delays)
+    res = compare(args.scenario, policies, seeds_from(args), args.overrides, allocation_delays=delays,
+                  allow_imports=args.allow_import)
     for out in args.out:
         res.write(out)
     if args.format == "json":

@@ -4,7 +4,7 @@ on held-out seeds (docs/agents.md).
     distllm-env evaluate --model models/routing.zip --scenario paper-gtsce --seeds 20 --out eval.png
 
 Seeds default to 10 000 … (training uses seeds below 10 000); all allocation delays are 0 (equal for
-every policy, CONTRACTS.md §4).  The model's sidecar is read and a mismatched env or observation space
+every policy, docs/contracts.md §4).  The model's sidecar is read and a mismatched env or observation space
 is refused (exit code 2).
 """
 
@@ -35,7 +35,8 @@ def register(sub) -> None:
     p.add_argument("--policies", default=None,
                    help="comma-separated baselines (router or placement names, or full compare specs); default: every "
                         "baseline of the decision")
-    add_results_out_arg(p, ".png (bar chart), .json (meta, results, margins, per_seed) or .csv")
+    add_results_out_arg(p, ".png (paired per-seed differences against the evaluated policy), .json (meta, results, "
+                           "margins, per_seed) or .csv (results; the rest in the sidecar F.csv.json)")
     add_format_arg(p)
     p.set_defaults(func=run)
 

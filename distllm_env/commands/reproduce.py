@@ -10,7 +10,7 @@ from pathlib import Path
 from .. import reproduce as rp
 from ..errors import ScenarioError
 from ..outputs import json_safe
-from .common import add_format_arg, format_table, print_json
+from .common import add_format_arg, check_out_path, format_table, print_json
 
 
 def register(sub) -> None:
@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
         raise ScenarioError("--seeds", f"expected N ≥ 1, got {args.seeds}")
     if args.out is not None and not args.out.lower().endswith(".json"):
         raise ScenarioError("--out", f"expected a .json file, got {args.out!r}")
+    if args.out is not None:
+        check_out_path(args.out)
     seeds = list(range(args.seeds))
     progress = None if args.quiet or args.format == "json" else (lambda m: print(m, file=sys.stderr))
     if args.table == "table3":

@@ -6,7 +6,8 @@ import argparse
 
 from ..instance import build_instance
 from ..scenario import list_presets, load_scenario
-from .common import add_format_arg, format_table, print_json
+from ..registry import check_scenario_policies
+from .common import add_allow_import_arg, add_format_arg, format_table, print_json
 
 
 def register(sub) -> None:
@@ -20,10 +21,12 @@ def register(sub) -> None:
     ps.add_argument("scenario", help="preset name or YAML path")
     ps.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     ps.add_argument("--seed", type=int, default=0, help="seed for drawn servers/clients (default 0)")
+    add_allow_import_arg(ps)
     ps.set_defaults(func=_show)
     pv = ssub.add_parser("validate", help="validate one or more scenarios (exit 2 on the first error)")
     pv.add_argument("scenarios", nargs="+", help="preset names or YAML paths")
     pv.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    add_allow_import_arg(pv)
     pv.set_defaults(func=_validate)
 
 
@@ -43,6 +46,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     sc = load_scenario(args.scenario, args.overrides)
+    check_scenario_policies(sc, args.allow_import)
     inst = build_instance(sc, args.seed)
     print(f"# scenario {sc.name} (source {sc.source}, hash {sc.hash})")
     print(sc.to_yaml().rstrip())
@@ -60,5 +64,7 @@ def _show(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     for spec in args.scenarios:
         sc = load_scenario(spec, args.overrides)
+        build_instance(sc, 0)  # the checks that need the drawn topology (node names, connectivity)
+        check_scenario_policies(sc, args.allow_import)
         print(f"ok  {spec}  ({sc.name}, hash {sc.hash})")
     return 0

@@ -6,7 +6,8 @@ import argparse
 
 from ..api import simulate
 from ..outputs import write_requests
-from .common import add_format_arg, add_scenario_args, add_seed_arg, check_seed, format_kv, print_json
+from ..registry import check_scenario_policies, make_placement, make_routing
+from .common import add_format_arg, add_scenario_args, add_seed_arg, check_out_path, check_seed, format_kv, print_json, scenario_from
 
 SUMMARY_KEYS = ("num_requests", "num_completed", "num_rejected", "mean_per_token_time_s", "ttft_p50_s", "ttft_p95_s",
                 "ttft_p99_s", "wait_mean_s", "wait_max_s", "mean_hops", "throughput_tokens_per_s",
@@ -22,7 +23,8 @@ def register(sub) -> None:
     p.add_argument("--routing", default=None,
                    help="routing policy name or module:Class (default: the scenario's, else ws-rr)")
     add_seed_arg(p)
-    p.add_argument("--out", default=None, help="write the per-request table to FILE (.csv or .json)")
+    p.add_argument("--out", default=None, help="write the per-request table to FILE (.csv: a plain table plus the "
+                                                "sidecar FILE.json with meta and summary; or .json)")
     add_format_arg(p)
     p.set_defaults(func=run)
 
@@ -32,12 +34,21 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import ScenarioError
 
         raise ScenarioError("--out", f"expected a .csv or .json file, got {args.out!r}")
-    res = simulate(args.scenario, args.placement, args.routing, seed=check_seed(args.seed), overrides=args.overrides)
+    if args.out is not None:
+        check_out_path(args.out, sidecar=args.out.lower().endswith(".csv"))
+    seed = check_seed(args.seed)
+    sc = scenario_from(args)
+    check_scenario_policies(sc, args.allow_import)
+    # resolved here so that errors name the flag (e.g. "--placement: os:getcwd has no place(...) method")
+    placement = None if args.placement is None else make_placement(args.placement, sc, field="--placement")
+    routing = None if args.routing is None else make_routing(args.routing, sc, field="--routing")
+    res = simulate(sc, placement, routing, seed=seed, allow_imports=args.allow_import)
     if args.out:
-        write_requests(args.out, res.records, res.meta)
+        write_requests(args.out, res.records, res.meta, res.summary)
     s = res.summary
     if args.format == "json":
-        print_json({"meta": res.meta, "summary": s, "timings": res.timings})
+        print_json({"meta": res.meta, "summary": s, "timings": res.timings,
+                    "placement_notes": [str(n) for n in res.placement_result.diagnostics.get("notes", ())]})
         return 0
     m = res.meta
     print(f"scenario {m['scenario']} (hash {m['scenario_hash']}), seed {m['seed']}, placement {m['placement']}, "
@@ -47,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_kv([(k, s[k]) for k in SUMMARY_KEYS]))
     print(format_kv([("placement_time_s", res.timings["placement_time_s"]),
                      ("routing_decision_median_s", res.timings["routing_decision_median_s"])]))
+    for note in res.placement_result.diagnostics.get("notes", ()):   # e.g. the MILP's time-limit note
+        print(f"note: placement: {note}")
     if m.get("allocation_delay_note"):
         print(f"note: {m['allocation_delay_note']}: {m['allocation_delays_s']}")
     if m["derived_calibrations"]:

@@ -16,7 +16,9 @@ import numpy as np
 
 from ..errors import ScenarioError
 from ..split.evaluate import DEFAULT_POLICIES, PAPER_HEADLINE, evaluate_split
-from .common import add_format_arg, add_scenario_args, add_seed_arg, check_seed, format_table, print_json
+from ..registry import check_scenario_policies
+from .common import (add_format_arg, add_scenario_args, add_seed_arg, check_out_path, check_seed, format_table, print_json,
+                     scenario_from)
 
 TABLE_COLUMNS = ("policy", "mean_server_work_gflops", "server_work_reduction_mean", "server_work_reduction_total",
                  "sla_violations", "infeasible_sla", "mean_client_layers", "mean_switches",
@@ -58,6 +60,7 @@ def _geo(args, scenario_name: str) -> dict:
     out = {}
     for label, splitter in (("no split", None), ("dp prefix split", GeoSplitter("dp"))):
         res = simulate(scenario_name, None, args.geo_routing, seed=args.seed, overrides=args.overrides,
+                       allow_imports=args.allow_import,
                        splitter=splitter)
         lm = layer_model_from_spec(res.instance.model)
         saved = total = 0.0
@@ -82,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         raise ScenarioError("--requests", f"expected N ≥ 1, got {args.requests}")
     if args.out is not None and not args.out.lower().endswith(".json"):
         raise ScenarioError("--out", f"expected a .json file, got {args.out!r}")
+    if args.out is not None:
+        check_out_path(args.out)
+    check_scenario_policies(scenario_from(args), args.allow_import)
     ev = evaluate_split(args.scenario, policies, seed=seed, num_requests=args.requests, overrides=args.overrides)
     result = ev.to_json()
     if args.geo:

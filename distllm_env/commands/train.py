@@ -3,7 +3,7 @@
     distllm-env train --env distllm/RequestRouting-v0 --scenario paper-gtsce --algo maskable_ppo \\
         --timesteps 200000 --out models/routing.zip
 
-writes ``models/routing.zip`` and the sidecar ``models/routing.json`` (CONTRACTS.md §5).  SB3 and torch
+writes ``models/routing.zip`` and the sidecar ``models/routing.json`` (docs/contracts.md §5).  SB3 and torch
 are imported only when the command runs.  ``--backend rllib`` trains with Ray RLlib instead
 (``pip install 'distllm-env[rllib]'``).
 """
@@ -56,6 +56,9 @@ def register(sub) -> None:
                         "local Ray, or use RAY_ADDRESS")
     p.add_argument("--num-cpus", type=int, default=None, help="rllib: CPUs of the local Ray instance")
     p.add_argument("-v", "--verbose", type=int, default=0, help="SB3 verbosity (0, 1, 2)")
+    p.add_argument("--allow-import", dest="allow_import", action="store_true",
+                   help="allow the scenario's policy_defaults, and the hyper-parameter YAML's env_wrapper/policy, to "
+                        "name classes outside the allow-lists (imports run code: only for files you trust)")
     add_format_arg(p)
     p.set_defaults(func=run)
 
@@ -65,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     hyper = parse_assignments(args.hyperparams, "--hyperparams")
     env_config = parse_assignments(args.env_config, "--env-config")
+    if args.allow_import:
+        env_config["allow_imports"] = True
     if args.timesteps is not None and args.timesteps < 1:
         raise ScenarioError("--timesteps", f"expected ≥ 1, got {args.timesteps}")
     if args.backend == "rllib":
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         res = train_rllib(args.env, args.scenario, args.algo, args.timesteps, args.out, seed=args.seed,
                           overrides=args.overrides, env_config=env_config, hyperparams_path=args.conf_file,
                           hyperparams=hyper, num_env_runners=args.num_env_runners, address=args.ray_address,
-                          num_cpus=args.num_cpus, verbose=args.verbose)
+                          num_cpus=args.num_cpus, verbose=args.verbose, allow_imports=args.allow_import)
     else:
         from ..agents.train import train
 
@@ -81,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                     overrides=args.overrides, env_config=env_config, hyperparams_path=args.conf_file,
                     hyperparams=hyper, n_envs=args.n_envs, vec_env=args.vec_env, progress_bar=not args.no_progress,
                     tensorboard_log=args.tensorboard, checkpoint_freq=args.checkpoint_freq, eval_freq=args.eval_freq,
-                    num_threads=args.threads, verbose=args.verbose, time_limit_s=args.time_limit)
+                    num_threads=args.threads, verbose=args.verbose, time_limit_s=args.time_limit,
+                    allow_imports=args.allow_import)
     summary = {"model": str(res.model_path), "sidecar": str(res.sidecar_path), "env_id": res.sidecar["env_id"],
                "algo": res.sidecar["algo"], "backend": res.sidecar["backend"], "timesteps": res.timesteps,
                "training_time_s": round(res.training_time_s, 2), "scenario": res.sidecar.get("scenario_name"),

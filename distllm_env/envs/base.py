@@ -6,11 +6,11 @@
   ``overrides=`` (``--set`` style strings) and ``config=`` (a dict merged over
   :meth:`default_config`; unknown keys and bad values raise :class:`ScenarioError` with path
   ``config.<key>``).  Spaces depend on ``config`` only, never on the scenario, so one trained agent
-  runs on every scenario that fits the padding (CONTRACTS.md §9);
-* seeding (CONTRACTS.md §1): ``reset(seed=s)`` makes ``s`` the *scenario seed* — the instance,
+  runs on every scenario that fits the padding (docs/contracts.md §9);
+* seeding (docs/contracts.md §1): ``reset(seed=s)`` makes ``s`` the *scenario seed* — the instance,
   the workload and the policy streams are exactly those :func:`distllm_env.simulate` uses for
   ``seed=s``; ``reset(seed=None)`` draws the scenario seed from ``self.np_random``;
-* invalid actions never raise (CONTRACTS.md §9): the lowest-index valid action is used,
+* invalid actions never raise (docs/contracts.md §9): the lowest-index valid action is used,
   ``info["invalid_action"]`` is set and ``config["invalid_action_penalty"]`` is subtracted;
 * ``action_masks()`` (bool, for sb3-contrib's MaskablePPO) and ``info["action_mask"]`` (int8, the
   Gymnasium Taxi convention), both for the observation just returned;
@@ -30,6 +30,7 @@ from gymnasium import logger
 
 from ..errors import ScenarioError
 from ..instance import Instance, build_instance
+from ..registry import check_scenario_policies, family_delay_s
 from ..rng import check_seed, generators, seed_streams
 from ..scenario import Scenario, load_scenario
 from ..workload import Request, generate_requests
@@ -86,6 +87,12 @@ def _policy_spec(key: str, value: Any) -> Any:
                                          f"got {value!r}")
 
 
+def _bool_option(key: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ScenarioError(f"config.{key}", f"expected true or false, got {value!r}")
+    return bool(value)
+
+
 def _family(key: str, value: Any) -> Any:
     if value is None or (isinstance(value, str) and value):
         return value
@@ -99,8 +106,10 @@ COMMON_CONFIG: dict[str, tuple[Any, Callable[[str, Any], Any], str]] = {
     "invalid_action_penalty": (0.0, _float_at_least(0.0), "subtracted from the reward of a step whose action "
                                                           "was invalid (the lowest-index valid action is used)"),
     "allocation_delay_family": (None, _family, "None: no allocation delay; a family name: the scenario's "
-                                               "simulator.allocation_delay_s for that family (CONTRACTS.md §4)"),
+                                               "simulator.allocation_delay_s for that family (docs/contracts.md §4)"),
     "max_time_s": (1.0e4, _float_at_least(0.0, strict=True), "upper clip of every time feature (seconds)"),
+    "allow_imports": (False, _bool_option, "let the scenario's policy_defaults.placement/routing name a "
+                                           "'module:Class' import path (README, 'Trust boundary')"),
 }
 
 
@@ -146,6 +155,8 @@ class DistLLMEnv(gym.Env):
             overrides = [overrides]
         self.scenario: Scenario = load_scenario(self.default_scenario if scenario is None else scenario,
                                                 list(overrides or ()))
+        # scenario files are data: their policy_defaults may name an import path only on request
+        check_scenario_policies(self.scenario, self.config.get("allow_imports", False))
         self._check_scenario(self.scenario)
         self._build_spaces()
         self.scenario_seed: int | None = None
@@ -180,13 +191,12 @@ class DistLLMEnv(gym.Env):
                                                       f"max_servers={self.config['max_servers']}")
 
     def allocation_delay_s(self) -> float:
-        """The allocation delay charged per request (CONTRACTS.md §4): 0 unless
+        """The allocation delay charged per request (docs/contracts.md §4): 0 unless
         ``config["allocation_delay_family"]`` names a family."""
         fam = self.config["allocation_delay_family"]
         if fam is None:
             return 0.0
-        delays = self.scenario.simulator.allocation_delay_s
-        return float(delays.get(fam, delays.get("default", 0.0)))
+        return family_delay_s(self.scenario.simulator.allocation_delay_s, fam)
 
     # -- episode data shared with simulate() ---------------------------------------------------------
     def _episode_data(self, seed: int) -> tuple[Instance, list[Request]]:
@@ -215,6 +225,12 @@ class DistLLMEnv(gym.Env):
 
     # -- gymnasium API -------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start an episode; ``seed`` is a non-negative Python or numpy integer (the scenario seed) or
+        None.  Raises :class:`ScenarioError` at ``seed`` / ``options`` for bad arguments."""
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+                raise ScenarioError("seed", f"expected None or an integer ≥ 0, got {seed!r}")
+            seed = int(seed)   # gymnasium accepts Python ints only
         super().reset(seed=seed)
         if options:
             raise ScenarioError("options", f"reset() takes no options, got {sorted(options)}")

@@ -3,7 +3,7 @@
 Servers are visited in ``config["server_order"]``:
 
 * ``tilde_t`` (default): increasing amortised per-block time t̃_j = τ_j + max_c t_cj / m̄_j, CG-BP's
-  order (reference geo_distributed_inference.md §5.1, step 2.1), with m̄_j the server's largest
+  order (docs/model.md §6, step 2.1), with m̄_j the server's largest
   valid count below (servers that can host nothing go last);
 * ``random``: a permutation drawn from the env's own stream of the scenario seed;
 * ``given``: the scenario's server order.
@@ -12,7 +12,7 @@ Action: ``Discrete(1 + B(B+1)/2)`` with B = ``config["max_blocks"]``: action 0 h
 others enumerate every (start, count) span, count ascending then start ascending
 (:func:`encode_span` / :func:`decode_span`).  A span is valid for server j when
 start + count ≤ L and count ≤ m̄_j = min(⌊M_j / (s_m + s_c)⌋, L, GPU cap) — what fits in memory
-together with one session's KV cache at the scenario's maximum lengths (CONTRACTS.md §9;
+together with one session's KV cache at the scenario's maximum lengths (docs/contracts.md §9;
 :func:`distllm_env.perf.conservative_block_count` with one session) — **and** the blocks left
 uncovered can still be covered by the servers still to come, judged by the necessary condition
 
@@ -26,7 +26,7 @@ NP-hard (it contains bin covering), so a dead end remains possible; when no acti
 server satisfies the condition, the episode terminates early with ``config["uncovered_penalty"]``.
 
 After the last server the workload of the scenario seed is simulated on the placement with
-``config["router"]`` (default :func:`distllm_env.policies.default_routing`, i.e. WS-RR) and
+``config["router"]`` (default :func:`distllm_env.registry.default_routing`, i.e. WS-RR) and
 ``config["cache_policy"]`` (default ``leftover``).  Reward: 0 on intermediate steps; at the end
 −Σ_r (completion − arrival) / Σ_r output_tokens over all requests, a rejected request counting
 ``config["rejection_penalty"]`` seconds per token (equal to −mean_per_token_time_s when nothing is
@@ -48,7 +48,7 @@ from ..errors import PlacementError
 from ..metrics import summarize
 from ..perf import conservative_block_count
 from ..placement import CachePolicy, Placement, PlacementResult
-from ..policies import default_routing, make_routing
+from ..registry import resolve_routing
 from ..simulator import Simulation
 from .base import COMMON_CONFIG, DistLLMEnv, _choice, _float_at_least, _policy_spec
 from .render import bar, coverage_load_rgb
@@ -171,7 +171,7 @@ def _router_spec(key: str, value: Any) -> Any:
 PLACEMENT_CONFIG = dict(COMMON_CONFIG) | {
     "server_order": ("tilde_t", _choice("tilde_t", "random", "given"), "order in which servers are decided"),
     "router": (None, _router_spec, "router of the end-of-episode simulation: a routing name, 'module:Class' or "
-                                   "object; None = distllm_env.policies.default_routing(scenario) (WS-RR)"),
+                                   "object; None = distllm_env.registry.default_routing(scenario) (WS-RR)"),
     "cache_policy": ("leftover", _cache_policy, "'leftover' or 'fixed_pool(T)' for the simulated placement"),
     "rejection_penalty": (10.0, _float_at_least(0.0), "per-token time (s) charged for a rejected request"),
     "uncovered_penalty": (100.0, _float_at_least(0.0), "reward −uncovered_penalty when the episode reaches a state "
@@ -361,7 +361,7 @@ class BlockPlacementEnv(DistLLMEnv):
         (same requests, routing rng and reservation rules); returns (records, summary, reward)."""
         sc = self.scenario
         router_spec = self.config["router"]
-        router = make_routing(default_routing(sc) if router_spec is None else router_spec, sc)
+        router = resolve_routing(router_spec, sc, allow_imports=self.config["allow_imports"], field="config.router")
         sim = Simulation(self.instance, presult, self.requests, reservation=sc.simulator.reservation,
                          backoff=sc.simulator.backoff, allocation_delay_s=self.allocation_delay_s())
         run_routing(sim, router, routing_rng)
@@ -385,7 +385,7 @@ class BlockPlacementEnv(DistLLMEnv):
         base_spec = self.config["reward_baseline"]
         if base_spec is not None:
             placement_rng, routing_rng, _ = self.policy_streams(self.scenario_seed)
-            base_result, _, _ = place(inst, base_spec, placement_rng, self.scenario)
+            base_result, _, _ = place(inst, base_spec, placement_rng, self.scenario, field="config.reward_baseline")
             base_result = PlacementResult(base_result.placement, self.result.cache_policy, base_result.diagnostics)
             _, _, base_per_token = self._simulate(base_result, routing_rng)
             out["baseline_per_token_time_s"] = base_per_token

@@ -1,4 +1,4 @@
-"""Baselines as environment policies (``EnvPolicy.act(obs, info) -> int``, CONTRACTS.md §7).
+"""Baselines as environment policies (``EnvPolicy.act(obs, info) -> int``, docs/contracts.md §7).
 
 Every baseline of a decision runs through the matching environment, so "compare my policy with
 the paper's" is one loop::
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NoFeasibleChain
-from ..policies import make_placement, make_routing
+from ..registry import make_placement, make_routing
 
 
 class RouterEnvPolicy:
@@ -110,6 +110,8 @@ class SplitEnvPolicy:
         if isinstance(policy, str) and policy in SPLIT_POLICIES:
             spec = self.env.scenario.split
             opts = {"budget_steps": spec.budget_steps, "delta_s": spec.delta_s}
+        if isinstance(policy, str):   # the scenario's policy_defaults.options.<name>, as evaluate_split
+            opts |= dict(self.env.scenario.policy_defaults.options.get(policy, {}))
         self.policy = make_split_policy(policy, **opts)
         self.name = str(getattr(self.policy, "name", type(self.policy).__name__))
         self.mismatches = 0

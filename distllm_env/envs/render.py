@@ -1,7 +1,7 @@
 """Rendering helpers: text tables and matplotlib figures (imported lazily, Agg canvas, no pyplot).
 
 ``rgb_array`` frames show the block coverage of the placement (one horizontal bar per server over
-the block axis) and the per-server KV load (reserved / capacity), as DESIGN.md asks.
+the block axis) and the per-server KV load (reserved / capacity), as docs/architecture.md asks.
 """
 
 from __future__ import annotations

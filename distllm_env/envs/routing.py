@@ -3,9 +3,9 @@
 Decision epochs are the arrivals of the simulator's event queue (Park-style event-driven stepping):
 ``reset`` advances the :class:`~distllm_env.simulator.Simulation` to the first arrival, ``step(k)``
 commits the request on candidate ``k`` and advances to the next arrival.  The placement is fixed for
-the episode (``config["placement"]``, default :func:`distllm_env.policies.default_placement`).
+the episode (``config["placement"]``, default :func:`distllm_env.registry.default_placement`).
 
-Candidates (CONTRACTS.md §9): the K Lemma-1-feasible chains of lowest **static** cost
+Candidates (docs/contracts.md §9): the K Lemma-1-feasible chains of lowest **static** cost
 Σ_hops [t^I_cj + (l−1)·t_cj] + [τ^I_j + (l−1)·τ_j]·m_ij (:meth:`ClusterView.static_cost`, no waiting
 term), cheapest first, from :meth:`ClusterView.k_cheapest`.  Each carries its **current** waiting
 time, start − now, where start is exactly the start the simulator would give the request on that
@@ -13,7 +13,7 @@ chain now (:meth:`Simulation.evaluate` semantics, reservation book and back-off 
 the order is static, no candidate position encodes a baseline's (waiting-aware) answer.
 
 Reward = −(completion_s − arrival_s) / output_tokens of the routed request, which is known at
-decision time under the reservation semantics of CONTRACTS.md §8; a request that can never fit on
+decision time under the reservation semantics of docs/contracts.md §8; a request that can never fit on
 the chosen chain is rejected (``insufficient_memory``) and costs ``config["rejection_penalty"]``
 seconds per token.  The episode terminates after the scenario's ``num_requests`` arrivals.
 """
@@ -32,7 +32,7 @@ from ..chains import Route
 from ..errors import NoFeasibleChain, ScenarioError
 from ..metrics import summarize
 from ..placement import CachePolicy, PlacementResult
-from ..policies import default_placement
+from ..registry import default_placement
 from ..simulator import Simulation
 from .base import COMMON_CONFIG, DistLLMEnv, _float_at_least, _int_at_least, _optional, _policy_spec
 from .render import bar, coverage_load_rgb
@@ -56,7 +56,7 @@ def _bool(key: str, value: Any) -> bool:
 ROUTING_CONFIG = dict(COMMON_CONFIG) | {
     "K": (8, _int_at_least(1), "number of candidate chains (padding of every per-candidate array)"),
     "placement": (None, _policy_spec, "fixed placement of the episode: a placement name, 'module:Class' or "
-                                      "object; None = distllm_env.policies.default_placement(scenario)"),
+                                      "object; None = distllm_env.registry.default_placement(scenario)"),
     "cache_policy": (None, _optional(_cache_policy), "None = the placement's own cache policy; else "
                                                      "'leftover' or 'fixed_pool(T)'"),
     "rejection_penalty": (10.0, _float_at_least(0.0), "per-token time (s) charged for a rejected request"),
@@ -123,8 +123,10 @@ class RequestRoutingEnv(DistLLMEnv):
         hit = cache.get(seed)
         if hit is None or hit[0] is not inst:
             spec = self.config["placement"]
-            spec = default_placement(self.scenario) if spec is None else spec
-            result, name, _ = place(inst, spec, self.placement_rng, self.scenario)
+            field = "config.placement" if spec is not None else "policy_defaults.placement"
+            if spec is None:
+                spec = default_placement(self.scenario, allow_imports=self.config["allow_imports"])
+            result, name, _ = place(inst, spec, self.placement_rng, self.scenario, field=field)
             if self.config["cache_policy"] is not None:
                 result = PlacementResult(result.placement, CachePolicy.parse(self.config["cache_policy"]),
                                          result.diagnostics)
@@ -236,7 +238,7 @@ class RequestRoutingEnv(DistLLMEnv):
         return reward, terminated, info
 
     def episode_summary(self) -> dict:
-        """Summary metrics of the finished episode (CONTRACTS.md §6), numeric keys only."""
+        """Summary metrics of the finished episode (docs/contracts.md §6), numeric keys only."""
         s = summarize(self.sim.finished_records(), self.sim.capacity_bytes)
         keys = ("mean_per_token_time_s", "ttft_p50_s", "ttft_p95_s", "wait_mean_s", "num_completed", "num_rejected")
         return {k: s[k] for k in keys}

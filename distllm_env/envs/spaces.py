@@ -6,7 +6,7 @@ exposes, allocates zero-filled arrays for one observation, and clips a finished 
 its bounds, so an observation is always inside its space (``check_env`` and SB3 insist on it).
 The same list generates the tables of ``docs/envs.md`` (:meth:`ObsLayout.markdown`).
 
-Conventions (gym_ecosystem.md §1.4, §2.4): one level of keys only (SB3 rejects nested ``Dict``),
+Conventions (docs/envs.md): one level of keys only (SB3 rejects nested ``Dict``),
 1-D boxes only (SB3 warns on other shapes; a K × S matrix is flattened row-major), ``float32``,
 finite ``low``/``high``; padded entries are 0 and described by a validity mask feature.
 """

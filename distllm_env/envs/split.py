@@ -1,7 +1,7 @@
 """``distllm/ClientSplit-v0``: decide which layers of each request the client runs (SplitLLM).
 
-The SplitLLM single-server setting of a scenario's ``split:`` section (arXiv 2410.10759; reference
-split_inference.md; :class:`distllm_env.split.setting.SplitSetting`): one server, clients with
+The SplitLLM single-server setting of a scenario's ``split:`` section (arXiv 2410.10759; docs/model.md
+§10; :class:`distllm_env.split.setting.SplitSetting`): one server, clients with
 devices, a stream of requests of mixed layer models and lengths, each with its own SLA.  The
 requests of an episode are exactly those :func:`distllm_env.split.evaluate.evaluate_split` draws for
 the same scenario seed (children 3 of the ``workload`` stream), so a split policy through the env
@@ -9,7 +9,7 @@ can be compared with ``evaluate_split`` request by request.
 
 Two modes (``config["mode"]``):
 
-* ``per_layer`` (default, CONTRACTS.md §9): one step per layer l of the current request, action
+* ``per_layer`` (default, docs/contracts.md §9): one step per layer l of the current request, action
   ``Discrete(2)`` — 0 = server, 1 = client.  The mask comes from the DP's feasibility table
   (:meth:`distllm_env.baselines.splitllm.SplitTables.action_mask`): location b is valid for layer l
   iff, with the δ-rounded time already used, the rest of the request can still finish within the
@@ -41,7 +41,8 @@ from .spaces import Feature, ObsLayout
 
 SERVER, CLIENT = 0, 1
 
-SPLIT_CONFIG = {k: COMMON_CONFIG[k] for k in ("max_blocks", "invalid_action_penalty", "max_time_s")} | {
+SPLIT_CONFIG = {k: COMMON_CONFIG[k] for k in ("max_blocks", "invalid_action_penalty", "max_time_s",
+                                             "allow_imports")} | {
     "mode": ("per_layer", _choice("per_layer", "per_request"), "one step per layer (action server/client) or per "
                                                                "request (action = client prefix length)"),
     "num_requests": (None, _optional(_int_at_least(1)), "requests per episode; None = the scenario's "

@@ -1,10 +1,10 @@
-"""Per-layer cost model of split inference (arXiv 2410.10759; reference split_inference.md §1.3, [R]).
+"""Per-layer cost model of split inference (arXiv 2410.10759; docs/model.md §10.1, [R]).
 
 Standard transformer arithmetic, one multiply-add = 2 FLOPs, FFN width 4·d:
 
 * a transformer block processing a prompt of ``n`` tokens (prefill, dense attention):
   ``24·n·d² + 4·n²·d`` — QKV + output projections 8·n·d², FFN 16·n·d², scores QKᵀ 2·n²·d,
-  attention × V 2·n²·d (reference §1.3; Kaplan et al. 2020, "Scaling Laws for Neural Language
+  attention × V 2·n²·d (docs/model.md §10.1; Kaplan et al. 2020, "Scaling Laws for Neural Language
   Models", Table 1).  For a block of known parameter count the dense part 24·d² per token is
   replaced by 2 × parameters (GQA / SwiGLU blocks of the catalog models; equal to 24·d² for a
   standard block);
@@ -27,14 +27,14 @@ TOKEN_ID_BYTES = 4
 
 
 def block_prefill_flops(prompt_tokens, d_model, dense_flops_per_token=None):
-    """Prefill FLOPs of one transformer block: D·n + 4·n²·d, D = 24·d² unless given (reference §1.3)."""
+    """Prefill FLOPs of one transformer block: D·n + 4·n²·d, D = 24·d² unless given (docs/model.md §10.1)."""
     n = np.asarray(prompt_tokens, dtype=float)
     dense = 24.0 * d_model ** 2 if dense_flops_per_token is None else float(dense_flops_per_token)
     return dense * n + 4.0 * n * n * d_model
 
 
 def block_decode_flops(context_tokens, d_model, dense_flops_per_token=None):
-    """FLOPs of one decode step through one block at context length t: D + 4·t·d (reference §1.3)."""
+    """FLOPs of one decode step through one block at context length t: D + 4·t·d (docs/model.md §10.1)."""
     t = np.asarray(context_tokens, dtype=float)
     dense = 24.0 * d_model ** 2 if dense_flops_per_token is None else float(dense_flops_per_token)
     return dense + 4.0 * t * d_model
@@ -72,7 +72,7 @@ def classifier_head_flops(d_model, num_classes, pooler: bool):
 
 
 def activation_bytes(tokens, d_model, bytes_per_value: int = 2):
-    """Bytes of the hidden states of ``tokens`` positions: n·d·bytes (reference §1.3)."""
+    """Bytes of the hidden states of ``tokens`` positions: n·d·bytes (docs/model.md §10.1)."""
     return np.asarray(tokens, dtype=float) * d_model * bytes_per_value
 
 
@@ -80,7 +80,7 @@ def transfer_time_s(message_bytes, messages, bandwidth_bits_per_s, rtt_s):
     """One-way time of ``messages`` messages totalling ``message_bytes``: bytes·8/B + messages·RTT/2.
 
     Each message pays the payload over the link plus half the round-trip time as propagation delay
-    (reference §7 item 2: u_l = a_l/B_up + RTT/2)."""
+    (docs/model.md §10 item 2: u_l = a_l/B_up + RTT/2)."""
     return np.asarray(message_bytes, dtype=float) * 8.0 / bandwidth_bits_per_s + np.asarray(messages) * rtt_s / 2.0
 
 

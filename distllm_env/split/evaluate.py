@@ -104,6 +104,8 @@ def evaluate_split(scenario: "str | Scenario", policies: Sequence[Any] = DEFAULT
         specs.insert(0, "server-only")
     for spec in specs:
         opts = setting.policy_options() if isinstance(spec, str) and spec in SPLIT_POLICIES else {}
+        if isinstance(spec, str):   # the scenario's policy_defaults.options.<name> (docs/contracts.md §3)
+            opts |= dict(sc.policy_defaults.options.get(spec, {}))
         obj = make_split_policy(spec, **opts)
         name = spec if isinstance(spec, str) else str(getattr(obj, "name", type(obj).__name__))
         if name in names:
@@ -186,7 +188,7 @@ def evaluate_split(scenario: "str | Scenario", policies: Sequence[Any] = DEFAULT
                                                       "factor": spec.arrival_factor},
         "sla_rule": spec.sla_rule, "budget_steps": spec.budget_steps, "delta_s": spec.delta_s,
         "paper_headline_for_context": PAPER_HEADLINE,
-        "note": ("FLOP-based cost model (reference split_inference.md §1.3 [R]); device efficiency 0.3 and the "
+        "note": ("FLOP-based cost model (docs/model.md §10.1 [R]); device efficiency 0.3 and the "
                  "server's efficiency are assumptions; the paper's hardware, bandwidths and lengths are not public, "
                  "so its headline numbers are context, not a target"),
     }

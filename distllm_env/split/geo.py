@@ -1,5 +1,5 @@
 """Split inference inside the geo-distributed simulator: a client with a device runs the first blocks of
-the chain itself (where SplitLLM meets PETALS; reference split_inference.md §8).
+the chain itself (where SplitLLM meets PETALS; docs/model.md §10.7).
 
 :class:`GeoSplitter` is the ``splitter`` of :func:`distllm_env.simulate`: before each routing decision
 ``plan(request, instance)`` returns a :class:`~distllm_env.simulator.ClientPart` — how many leading

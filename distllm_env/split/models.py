@@ -4,7 +4,7 @@ A :class:`LayerModel` is an ordered chain ``[embed] + blocks + [head]``.  The em
 are layers of their own when the model has them (the SplitLLM single-server setting: the server hosts
 the whole model, the raw input starts at the client and the final output must return to it); the
 block-level PETALS models of the core catalog have neither, because a PETALS client always runs the
-embeddings and the LM head itself (reference petals_and_peers.md) — their chain is the blocks only,
+embeddings and the LM head itself (docs/model.md §8) — their chain is the blocks only,
 the input at boundary 0 is the embedded prompt and the output at boundary L the last hidden state.
 
 Catalog (shapes from the cited papers / public ``config.json`` files; every one has d_ff = 4·d, so the

@@ -1,4 +1,4 @@
-"""Per-request layer profiles, split plans and their latency (arXiv 2410.10759; reference §2).
+"""Per-request layer profiles, split plans and their latency (arXiv 2410.10759; docs/model.md §10.2).
 
 A :class:`LayerProfile` holds, for one request, per layer l = 0 … L−1: the client time t^c_l, the
 server time t^s_l and the server work w_l (FLOPs), and per boundary b = 0 … L (boundary b lies before
@@ -6,7 +6,7 @@ layer b; 0 is the raw input, L the final output): the upload time u_b (client �
 download time v_b (server → client).
 
 A placement is a vector x ∈ {0,1}^L, **1 = client**, 0 = server, with the input at the client
-(x_{−1} = 1) and the output delivered to it (x_L = 1).  Its end-to-end latency (reference §2 [R]):
+(x_{−1} = 1) and the output delivered to it (x_L = 1).  Its end-to-end latency (docs/model.md §10.2 [R]):
 
     T(x) = Σ_l [x_l·t^c_l + (1 − x_l)·t^s_l]
          + Σ_{b=0..L} [x_{b−1}(1 − x_b)·u_b + (1 − x_{b−1})·x_b·v_b]
@@ -14,7 +14,7 @@ A placement is a vector x ∈ {0,1}^L, **1 = client**, 0 = server, with the inpu
 and its server work W(x) = Σ_l (1 − x_l)·w_l.  ``u_L`` and ``v_0`` never occur (the output never
 goes up, the input never comes down).
 
-**Rounded time** (the DP's units, reference §3.1): with step δ, the transition into layer l at
+**Rounded time** (the DP's units, docs/model.md §10.3): with step δ, the transition into layer l at
 location b from location p costs ``ceil((time(l, b) + comm(l, p→b)) / δ)`` units and delivering the
 output from the server ``ceil(v_L / δ)``; a placement fits the budget iff its units sum to at most
 J = ⌊SLA/δ⌋.  Since every term is rounded up, fitting in J units implies T(x) ≤ J·δ ≤ SLA.

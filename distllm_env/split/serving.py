@@ -1,4 +1,4 @@
-"""The shared server as a FIFO queue (SplitLLM's serving evaluation; reference §5.4 [R]).
+"""The shared server as a FIFO queue (SplitLLM's serving evaluation; docs/model.md §10.5 [R]).
 
 Each request brings one job of length ``server_time_s`` (the server part of its split plan; a plan
 with several server segments is served as one job).  Arrivals are Poisson: unit-rate exponential
