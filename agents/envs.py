@@ -22,7 +22,10 @@ def module_id(env_id: str) -> str:
 
 
 def check_env_id(env_id: str, flag: str = "--env") -> str:
-    """The id without a module prefix; :class:`ScenarioError` if it is not a registered id."""
+    """The id without a module prefix; :class:`ScenarioError` if it is not a registered id.
+
+    Raises:
+        ScenarioError: (path ``flag``) an unregistered environment id."""
     import distllm_env  # noqa: F401  (registers the ids)
 
     bare = env_id.split(":", 1)[1] if ":" in env_id else env_id
@@ -89,7 +92,10 @@ class EnvFactory:
 
 def make_vec_env(factory: EnvFactory, n_envs: int, vec_env: str = "dummy", seed: int | None = None):
     """An SB3 ``DummyVecEnv`` / ``SubprocVecEnv`` of ``n_envs`` copies of ``factory``; ``seed`` seeds the
-    first reset of env i with ``seed + i`` (SB3's ``VecEnv.seed``)."""
+    first reset of env i with ``seed + i`` (SB3's ``VecEnv.seed``).
+
+    Raises:
+        ScenarioError: ``vec_env`` is neither ``'dummy'`` nor ``'subproc'``, or a bad env id / config."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     if vec_env not in ("dummy", "subproc"):

@@ -26,8 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..compare import CompareResult, compare
-from ..errors import PolicyLoadError, ScenarioError
+from ..compare import CompareResult, compare, construct_policy
+from ..errors import ScenarioError
 from ..imports import load_object
 from ..registry import PLACEMENT_POLICIES, ROUTING_POLICIES, default_placement, default_routing
 from ..scenario import load_scenario
@@ -57,18 +57,25 @@ class EvaluationResult:
 
 
 def baseline_specs(decision: str, scenario, env_config: dict | None = None,
-                   policies: Sequence[str] | None = None) -> list[str]:
+                   policies: Sequence[str] | None = None, allow_imports: bool = False) -> list[str]:
     """Compare specs of the baselines of ``decision`` paired with the env's other decision.
 
     ``policies`` narrows (or, with names outside the defaults such as ``milp``, extends) the list; an
-    item containing ``+`` or ``:`` is used as a full compare spec."""
+    item containing ``+`` or ``:`` is used as a full compare spec.  ``allow_imports``: the scenario's
+    ``policy_defaults`` may name a ``module:Class`` import path (as in
+    :func:`distllm_env.compare.compare`).
+
+    Raises:
+        ScenarioError: ``decision`` is neither ``RequestRouting`` nor ``BlockPlacement`` (path
+            ``--model``), or the scenario's default policy of the other decision is an import path
+            and ``allow_imports`` is false (path ``policy_defaults.<kind>``)."""
     cfg = dict(env_config or {})
     if decision == "RequestRouting":
-        other = cfg.get("placement") or default_placement(scenario)
+        other = cfg.get("placement") or default_placement(scenario, allow_imports=allow_imports)
         names = list(ROUTING_POLICIES)
         pair = lambda name: f"{other}+{name}"  # noqa: E731
     elif decision == "BlockPlacement":
-        other = cfg.get("router") or default_routing(scenario)
+        other = cfg.get("router") or default_routing(scenario, allow_imports=allow_imports)
         names = [n for n in PLACEMENT_POLICIES if n not in SLOW_PLACEMENTS]
         pair = lambda name: f"{name}+{other}"  # noqa: E731
     else:
@@ -83,24 +90,31 @@ def baseline_specs(decision: str, scenario, env_config: dict | None = None,
 
 
 def _user_policy(spec: Any):
-    obj = load_object(spec) if isinstance(spec, str) else spec
-    if isinstance(obj, type):
-        try:
-            obj = obj()
-        except TypeError as exc:
-            raise PolicyLoadError(f"cannot construct policy {spec!r} without arguments: {exc}") from None
-    return obj
+    # place/route checked on the class before it is constructed (an imported non-policy never runs)
+    return construct_policy(load_object(spec) if isinstance(spec, str) else spec, spec)
 
 
 def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = None, seeds: Sequence[int] | None = None,
              *, policy: Any = None, overrides: Sequence[str] = (), policies: Sequence[str] | None = None,
-             env_id: str | None = None, decision: str | None = None) -> EvaluationResult:
+             env_id: str | None = None, decision: str | None = None,
+             allow_imports: bool = False) -> EvaluationResult:
     """Evaluate a trained ``model`` (or a user ``policy``: ``module:Class`` or an object with ``place``
     and/or ``route``) against the baselines of its decision on ``scenario`` + ``overrides`` (None: the
     model's training scenario) over ``seeds`` (default 10 000 … 10 004), all allocation delays 0.
 
-    ``env_id``: when given, the model's sidecar must name the same id (else
-    :class:`~.sidecar.ModelMismatchError`)."""
+    ``env_id``: when given, the model's sidecar must name the same id.  ``allow_imports=True`` (CLI
+    ``--allow-import``) lets the scenario's ``policy_defaults.placement/routing`` be a
+    ``module:Class`` import path, as for :func:`distllm_env.compare.compare`; otherwise such a
+    scenario is refused.
+
+    Raises:
+        ScenarioError: both or neither of ``model`` and ``policy``; no seeds; ``policy`` without a
+            ``scenario``; a bad scenario or override (:func:`distllm_env.load_scenario`); an import
+            path in the scenario's ``policy_defaults`` without ``allow_imports``.
+        ModelMismatchError: ``env_id`` differs from the model's, or the model's observation/action
+            space does not fit ``scenario``.
+        PolicyLoadError: ``policy`` cannot be imported or constructed without arguments, or has
+            neither ``place`` nor ``route``."""
     if (model is None) == (policy is None):
         raise ScenarioError("--model", "give exactly one of a model (--model PATH) or a policy (--policy module:Class)")
     seeds = list(range(EVAL_SEED_BASE, EVAL_SEED_BASE + 5)) if seeds is None else [int(s) for s in seeds]
@@ -140,8 +154,6 @@ def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = N
         sc = load_scenario(scenario, overrides)
         pol = _user_policy(policy)
         has_place, has_route = callable(getattr(pol, "place", None)), callable(getattr(pol, "route", None))
-        if not (has_place or has_route):
-            raise PolicyLoadError(f"policy {policy!r} has neither place(instance, rng) nor route(request, view, rng)")
         if decision is None:
             decision = "RequestRouting" if has_route and not has_place else "BlockPlacement" if has_place and not has_route \
                 else None
@@ -149,10 +161,12 @@ def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = N
             specs = list(policies) if policies else ["petals", "proposed", "cg-bprr", "opt-order", "opt-number",
                                                       "opt-rr"]
         else:
-            specs = baseline_specs(decision, sc, env_config, policies)
+            specs = baseline_specs(decision, sc, env_config, policies, allow_imports)
     if model is not None:
-        specs = baseline_specs(decision, sc, env_config, policies)
-    res = compare(sc, [pol, *specs], seeds, allocation_delays={})
+        specs = baseline_specs(decision, sc, env_config, policies, allow_imports)
+    # a user policy given by import path is labelled by that path, as compare() labels it
+    first = policy if model is None and isinstance(policy, str) else pol
+    res = compare(sc, [first, *specs], seeds, allocation_delays={}, allow_imports=allow_imports)
     label = res.policies[0].label
     margins = _margins(res, label)
     return EvaluationResult(res, label, margins, model_info, notes)
@@ -176,7 +190,10 @@ def write_outputs(result: EvaluationResult, paths: Sequence[str | Path]) -> list
     """``.png``: the compare plot (paired per-seed differences against the evaluated policy, and the
     absolute means; caption: version, scenario hash, seeds, delays); ``.json``:
     :meth:`EvaluationResult.to_dict`; ``.csv``: the results rows as a plain table, with ``meta``,
-    ``margins`` and ``per_seed`` in the sidecar ``F.csv.json``."""
+    ``margins`` and ``per_seed`` in the sidecar ``F.csv.json``.
+
+    Raises:
+        ScenarioError: (path ``--out``) a suffix other than .png, .json or .csv."""
     import json
 
     from ..compare import RESULT_COLUMNS

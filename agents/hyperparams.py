@@ -40,9 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from ..errors import ScenarioError
+from ..yaml_safe import load_yaml_file, load_yaml_text
 
 #: algorithm name -> (module, class); SB3 / sb3-contrib are imported lazily
 ALGOS: dict[str, tuple[str, str]] = {
@@ -68,7 +67,11 @@ ALLOWED_POLICY_PACKAGES = ("stable_baselines3", "sb3_contrib")
 
 
 def algo_class(algo: str):
-    """The SB3 / sb3-contrib class of ``algo`` (imports it)."""
+    """The SB3 / sb3-contrib class of ``algo`` (imports it).
+
+    Raises:
+        ScenarioError: (path ``--algo``) unknown algorithm, or its package (the ``rl`` extra) is not
+            installed."""
     from ..errors import PolicyLoadError
     from ..imports import load_object
 
@@ -100,7 +103,10 @@ _LIN = re.compile(r"^lin_([-+0-9.eE]+)$")
 
 
 def parse_schedule(key: str, value: Any) -> Any:
-    """``lin_<value>`` → :class:`LinearSchedule`; anything else unchanged."""
+    """``lin_<value>`` → :class:`LinearSchedule`; anything else unchanged.
+
+    Raises:
+        ScenarioError: a string value that is not ``lin_<number>``."""
     if isinstance(value, str):
         m = _LIN.match(value.strip())
         if m:
@@ -117,7 +123,11 @@ def parse_policy_kwargs(value: Any, path: str = "hyperparams.policy_kwargs") -> 
 
     Strings are parsed with :mod:`ast`: ``dict(k=v, …)`` / ``{…}`` / lists / tuples / numbers / strings /
     booleans / None, and ``nn.<Name>`` resolved to ``torch.nn.<Name>`` (e.g. ``activation_fn=nn.ReLU``).
-    Nothing is executed."""
+    Nothing is executed.
+
+    Raises:
+        ScenarioError: (path ``path``) neither a mapping nor a ``dict(...)`` string, or a string that
+            does not parse to a dict of literals."""
     if value is None:
         return {}
     if isinstance(value, Mapping):
@@ -294,10 +304,7 @@ def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None,
     file = Path(path) if path is not None else hyperparams_file(algo)
     if not file.is_file():
         raise ScenarioError("--conf-file", f"hyper-parameter file {str(file)!r} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ScenarioError(str(file), f"invalid YAML: {exc}") from None
+    data = load_yaml_file(file) or {}
     if not isinstance(data, Mapping):
         raise ScenarioError(str(file), "expected a mapping of env ids to hyper-parameters")
     for key in (env_id, base_env_id(env_id), "default"):
@@ -338,7 +345,14 @@ def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None,
 
 
 def parse_assignments(items: list[str], flag: str) -> dict:
-    """``["k=v", …]`` → ``{k: yaml.safe_load(v)}`` (for ``--hyperparams`` and ``--env-config``)."""
+    """``["k=v", …]`` → ``{k: value}`` (for ``--hyperparams`` and ``--env-config``).
+
+    Each value is read as YAML data by :func:`distllm_env.yaml_safe.load_yaml_text` (inert data,
+    YAML 1.2 floats: ``1e3`` is a number), an empty value as ``None``.
+
+    Raises:
+        ScenarioError: an item without ``=`` or with an empty key (path ``flag``), or a value that
+            is not valid YAML data (path ``FLAG KEY``)."""
     out = {}
     for item in items or []:
         if "=" not in item:
@@ -347,10 +361,7 @@ def parse_assignments(items: list[str], flag: str) -> dict:
         k = k.strip()
         if not k:
             raise ScenarioError(flag, f"expected KEY=VALUE, got {item!r}")
-        try:
-            out[k] = yaml.safe_load(v)
-        except yaml.YAMLError as exc:
-            raise ScenarioError(flag, f"cannot parse the value of {k!r}: {exc}") from None
+        out[k] = load_yaml_text(v, f"{flag} {k}") if v.strip() else None
     return out
 
 

@@ -35,6 +35,11 @@ class LearnedModel:
     """A trained model and its sidecar.  ``predict(obs, mask)`` returns one action (deterministic)."""
 
     def __init__(self, path: str | Path, device: str = "cpu"):
+        """Load the model at ``path`` (SB3 zip or RLlib checkpoint) and its sidecar.
+
+        Raises:
+            ModelMismatchError: ``path`` does not exist, the sidecar is missing or invalid, or names an
+                unknown back-end."""
         self.path = Path(path)
         if not self.path.exists():
             raise ModelMismatchError("--model", f"{str(self.path)!r} does not exist")
@@ -206,6 +211,11 @@ class LearnedRouter(_LearnedPolicy):
         self._view = view
 
     def route(self, request, view, rng):
+        """The model's choice for ``request`` (driven through a shadow RequestRouting env).
+
+        Raises:
+            NoFeasibleChain: no chain reaches the request at all.
+            RuntimeError: the caller routes requests in another order than the simulator (out of sync)."""
         if view is not self._view:
             self._begin(view)
         base = self._env.unwrapped
@@ -239,6 +249,11 @@ class LearnedPlacement(_LearnedPolicy):
         self._router_scenario = None
 
     def place(self, instance, rng):
+        """The model's placement, built by stepping a BlockPlacement env on ``instance``.
+
+        Raises:
+            RuntimeError: the env's instance differs from ``instance``.
+            PlacementError: the model's placement leaves blocks uncovered."""
         env = self.model.make_env(instance.scenario, (), allocation_delay_family=None)
         obs, _ = env.reset(seed=int(instance.seed))
         base = env.unwrapped
@@ -267,7 +282,10 @@ class LearnedPlacement(_LearnedPolicy):
 
 
 def learned_policy(model: "LearnedModel | str | Path", **kwargs):
-    """:class:`LearnedRouter` or :class:`LearnedPlacement`, by the model's env."""
+    """:class:`LearnedRouter` or :class:`LearnedPlacement`, by the model's env.
+
+    Raises:
+        ScenarioError: (path ``--model``) the model's env is neither RequestRouting nor BlockPlacement."""
     m = _as_model(model)
     if m.decision == "RequestRouting":
         return LearnedRouter(m, **kwargs)

@@ -171,7 +171,11 @@ def train_rllib(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", t
     """Train RLlib PPO with the masking module; returns a :class:`~.train.TrainResult` whose
     ``model_path`` is the checkpoint directory (``out`` without ``.zip``) and whose sidecar sits at
     ``<dir>.json``.  ``address`` connects to an existing Ray cluster (else a local Ray with
-    ``num_cpus`` is started, or ``RAY_ADDRESS`` is used by Ray itself)."""
+    ``num_cpus`` is started, or ``RAY_ADDRESS`` is used by Ray itself).
+
+    Raises:
+        ScenarioError: an algorithm other than RLlib PPO, ``num_env_runners`` < 0, ``timesteps`` < 1,
+            or an ``out`` that exists and is not a checkpoint directory."""
     _require_rllib()
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
@@ -266,7 +270,10 @@ def train_rllib(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", t
 # -- loading for evaluation ------------------------------------------------------------------------
 
 def load_rl_module(path: str | Path):
-    """The trained RL module of an RLlib checkpoint directory written by :func:`train_rllib`."""
+    """The trained RL module of an RLlib checkpoint directory written by :func:`train_rllib`.
+
+    Raises:
+        ScenarioError: (path ``--model``) not an RLlib checkpoint directory."""
     _require_rllib()
     from ray.rllib.core.rl_module.rl_module import RLModule
 

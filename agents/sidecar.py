@@ -102,6 +102,10 @@ def write_sidecar(model_path: str | Path, data: Mapping[str, Any]) -> Path:
 
 
 def read_sidecar(model_path: str | Path) -> dict:
+    """The sidecar ``PATH.json`` of model ``model_path`` as a dict.
+
+    Raises:
+        ModelMismatchError: no sidecar, not valid JSON, a wrong ``format``, or a missing field."""
     path = sidecar_path(model_path)
     if not path.is_file():
         raise ModelMismatchError("--model", f"no sidecar {str(path)!r} next to {str(model_path)!r}; models trained "

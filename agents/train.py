@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from .._version import __version__
 from ..errors import ScenarioError
+from ..yaml_safe import load_yaml_text
 from .envs import EnvFactory, check_env_id, make_vec_env
 from .hyperparams import MASKED_ALGOS, Hyperparams, algo_class, load_hyperparams
 from .sidecar import space_signature, write_sidecar
@@ -86,9 +87,7 @@ def _scenario_fields(sc) -> dict:
     out = {"scenario_name": sc.name, "scenario_hash": sc.hash}
     if sc.source != "<dict>":
         return out | {"scenario": sc.source, "overrides": list(sc.overrides), "scenario_raw": None}
-    import yaml
-
-    return out | {"scenario": None, "overrides": [], "scenario_raw": yaml.safe_load(sc.to_yaml())}
+    return out | {"scenario": None, "overrides": [], "scenario_raw": load_yaml_text(sc.to_yaml(), "scenario")}
 
 
 def _library_versions() -> dict:
@@ -115,7 +114,11 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
     YAML keys.  ``checkpoint_freq`` / ``eval_freq`` count total env steps (0 = off).  ``time_limit_s``
     stops training early (the sidecar records the steps actually done).  ``num_threads`` sets
     ``torch.set_num_threads`` (None leaves torch's default).  ``allow_imports``: the hyper-parameter
-    YAML may name classes outside the allow-lists of :mod:`.hyperparams` (it is data otherwise)."""
+    YAML may name classes outside the allow-lists of :mod:`.hyperparams` (it is data otherwise).
+
+    Raises:
+        ScenarioError: a seed outside [0, EVAL_SEED_BASE), fewer than 1 timestep or env, TensorBoard
+            logs without the ``tensorboard`` package, or a bad env id, scenario or hyper-parameter."""
     out = _check_out(out)
     env_id = check_env_id(env_id)
     if seed < 0 or seed >= EVAL_SEED_BASE:

@@ -35,6 +35,10 @@ class TrainingSeeds(gym.Wrapper, gym.utils.RecordConstructorArgs):
     later episode reproducible, and no scenario seed ≥ ``high`` is ever used."""
 
     def __init__(self, env: gym.Env, low: int = 0, high: int = EVAL_SEED_BASE):
+        """Draw each episode's seed from ``[low, high)``.
+
+        Raises:
+            ScenarioError: not integers with 0 ≤ ``low`` < ``high``."""
         gym.utils.RecordConstructorArgs.__init__(self, low=low, high=high)
         gym.Wrapper.__init__(self, env)
         if not (isinstance(low, (int, np.integer)) and isinstance(high, (int, np.integer)) and 0 <= low < high):
@@ -87,6 +91,10 @@ class RoutingFeatures(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     GLOBAL = 5
 
     def __init__(self, env: gym.Env, clip: float = 10.0, max_hops: int = 16, token_scale: float = 1024.0):
+        """Wrap a RequestRouting env (see the class docstring).
+
+        Raises:
+            ScenarioError: ``env`` is not a distllm/RequestRouting-* env (its observation lacks the keys)."""
         gym.utils.RecordConstructorArgs.__init__(self, clip=clip, max_hops=max_hops, token_scale=token_scale)
         gym.ObservationWrapper.__init__(self, env)
         space = env.observation_space
@@ -164,6 +172,10 @@ class MaskInObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
     :mod:`distllm_env.agents.rllib` adds log(mask) to the logits."""
 
     def __init__(self, env: gym.Env):
+        """Wrap ``env``, adding its action mask to the observation.
+
+        Raises:
+            ScenarioError: ``env``'s action space is not ``Discrete``."""
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.ObservationWrapper.__init__(self, env)
         if not isinstance(env.action_space, spaces.Discrete):
@@ -188,7 +200,10 @@ class MaskInObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
 
 
 def load_wrapper(path: str):
-    """The wrapper class at ``module:Class`` (``module.Class`` accepted)."""
+    """The wrapper class at ``module:Class`` (``module.Class`` accepted).
+
+    Raises:
+        PolicyLoadError: the path cannot be imported or is not a gymnasium wrapper (or callable)."""
     from ..imports import load_object
 
     if ":" not in path:

@@ -89,7 +89,10 @@ def min_sum_plus_max_wait(dag: ChainDAG, static: HopCost, wait: np.ndarray, sink
     value is at least the objective of the chain it belongs to).  Stops once θ plus the cheapest
     chain over all usable edges can no longer improve on the best value.
 
-    Returns (route, objective, θ of the winning threshold)."""
+    Returns (route, objective, θ of the winning threshold).
+
+    Raises:
+        NoFeasibleChain: no chain's servers will ever have room for the request."""
     finite = np.isfinite(wait)
     blocked = np.where(finite, 0.0, np.inf)
     try:

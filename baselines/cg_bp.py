@@ -32,10 +32,11 @@ from distllm_env.offline import OfflineProblem
 from distllm_env.perf import conservative_block_count
 from distllm_env.placement import CachePolicy, Placement, PlacementResult
 from distllm_env.registry import family_delay_s
-from distllm_env.simulator import Simulation
+from distllm_env.scenario.fidelity import scenario_fidelity
+from distllm_env.simulator import new_simulation
 from distllm_env.workload import Request
 
-from .petals import _check_int, _check_number, _option_error
+from .petals import _check_bool, _check_int, _check_number, _option_error
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,8 +90,11 @@ def corollary1_feasible(problem, sessions: int) -> bool:
 
 def r_max(problem) -> int:
     """The published upper bound on a feasible |R|:
-    ⌊(Σ_j M_j − s_m·(L + |V_s|)) / (s_c·(L + |V_s|))⌋ (``R_max`` in the authors' scripts; docs/model.md §6.4)."""
+    ⌊(Σ_j M_j − s_m·(L + |V_s|)) / (s_c·(L + |V_s|))⌋ (``R_max`` in the authors' scripts; docs/model.md §6.4),
+    with V_s the servers CG-BP may use (:func:`usable_servers`): a server no client reaches is excluded
+    from planning, so neither its memory nor its count enters the bound."""
     mem, s_m, s_c, L, _ = _problem_arrays(problem)
+    mem = np.asarray(mem)[usable_servers(problem)]
     n = len(mem)
     return int((int(mem.sum()) - s_m * (L + n)) // (s_c * (L + n)))
 
@@ -247,31 +251,43 @@ def lone_request_time_s(instance: Instance, allocation_delay_s: float = 0.0) -> 
     for c, client in enumerate(instance.clients):
         req = Request(id=0, client=c, arrival_s=0.0, prompt_tokens=sc.max_prompt_tokens,
                       output_tokens=sc.max_output_tokens)
-        sim = Simulation(instance, result, [req], reservation=sc.simulator.reservation, backoff=sc.simulator.backoff,
-                         allocation_delay_s=allocation_delay_s)
+        sim = new_simulation(instance, result, [req], reservation=sc.simulator.reservation,
+                             backoff=sc.simulator.backoff, allocation_delay_s=allocation_delay_s)
         req = sim.next_request()
         route, _ = sim.view.shortest(c, sim.view.static_cost(req))
-        rec = sim.commit(req, route)
+        sim.commit(req, route)
+        sim.next_request()                 # run to the end (the live engine finishes sessions by events)
+        rec = sim.finished_records()[0]
         times.append(rec.completion_s - rec.arrival_s)
         weights.append(client.weight)
     return float(np.average(times, weights=weights))
 
 
 def sessions_rule(instance: Instance, arrival_rate_per_s: float | None = None,
-                  allocation_delay_s: float | None = None) -> SessionsRule:
+                  allocation_delay_s: float | None = None,
+                  t1_includes_allocation_delay: bool | None = None) -> SessionsRule:
     """The |R| rule of docs/contracts.md §4 (docs/model.md §6.4, the authors' sweep scripts) with its
     intermediate values: |R| = min(round-half-up(λT₁ + √(λT₁)), R_max) — the mean plus one standard
     deviation of a Poisson(λT₁) number in system — then lowered until Corollary 1 holds.
 
     λ defaults to the scenario's ``workload.arrival_rate_per_s`` and the allocation delay to the
-    scenario's delay for the ``proposed`` family."""
+    scenario's delay for the ``proposed`` family.  ``t1_includes_allocation_delay`` (default: the
+    scenario's ``fidelity.t1_allocation_delay``, true under ``contracts``) says whether T₁ counts that
+    delay; the authors' published scripts add only the initial delay (``fidelity: authors-code``,
+    docs/fidelity.md reading 2).
+
+    Raises:
+        ValueError: the arrival rate is not a finite number > 0.
+        PlacementError: Corollary 1 fails even at |R| = 1 (CG-BP is infeasible)."""
     sc = instance.scenario
     lam = sc.workload.arrival_rate_per_s if arrival_rate_per_s is None else float(arrival_rate_per_s)
     if not (math.isfinite(lam) and lam > 0):
         raise ValueError(f"arrival_rate_per_s must be a positive number, got {arrival_rate_per_s!r}")
     if allocation_delay_s is None:
         allocation_delay_s = family_delay_s(sc.simulator.allocation_delay_s, "proposed")
-    t1 = lone_request_time_s(instance, allocation_delay_s)
+    if t1_includes_allocation_delay is None:
+        t1_includes_allocation_delay = scenario_fidelity(sc).t1_allocation_delay
+    t1 = lone_request_time_s(instance, allocation_delay_s if t1_includes_allocation_delay else 0.0)
     x = lam * t1
     raw = round_half_up(x + math.sqrt(x))
     rmax = r_max(instance)
@@ -281,7 +297,8 @@ def sessions_rule(instance: Instance, arrival_rate_per_s: float | None = None,
         R -= 1
     if not corollary1_feasible(instance, R):
         raise PlacementError("CG-BP is infeasible even for one session (Corollary 1 fails at |R| = 1)")
-    return SessionsRule(sessions=R, t1_s=t1, arrival_rate_per_s=lam, allocation_delay_s=float(allocation_delay_s),
+    return SessionsRule(sessions=R, t1_s=t1, arrival_rate_per_s=lam,
+                        allocation_delay_s=float(allocation_delay_s) if t1_includes_allocation_delay else 0.0,
                         raw=int(raw), r_max=rmax, corollary1_lowered=start - R)
 
 
@@ -299,11 +316,12 @@ def _sessions_option(policy: str, value) -> int | str:
     return _check_int(policy, "sessions", value, 1)
 
 
-def resolve_sessions(instance: Instance, sessions, arrival_rate_per_s, allocation_delay_s) -> tuple[int, dict]:
+def resolve_sessions(instance: Instance, sessions, arrival_rate_per_s, allocation_delay_s,
+                     t1_includes_allocation_delay: bool | None = None) -> tuple[int, dict]:
     """``sessions`` option → (|R|, diagnostics)."""
     if sessions != "auto":
         return int(sessions), {"sessions_rule": "given"}
-    rule = sessions_rule(instance, arrival_rate_per_s, allocation_delay_s)
+    rule = sessions_rule(instance, arrival_rate_per_s, allocation_delay_s, t1_includes_allocation_delay)
     return rule.sessions, {"sessions_rule": "auto", "t1_s": rule.t1_s, "sessions_arrival_rate_per_s":
                            rule.arrival_rate_per_s, "sessions_allocation_delay_s": rule.allocation_delay_s,
                            "sessions_raw": rule.raw, "r_max": rule.r_max,
@@ -316,8 +334,12 @@ class CGBPSessionsOptions:
 
     name: str
 
-    def _init_sessions(self, sessions, arrival_rate_per_s, allocation_delay_s) -> None:
+    def _init_sessions(self, sessions, arrival_rate_per_s, allocation_delay_s,
+                       t1_includes_allocation_delay: bool | None = None) -> None:
         self.sessions = _sessions_option(self.name, sessions)
+        self.t1_includes_allocation_delay = (
+            None if t1_includes_allocation_delay is None
+            else _check_bool(self.name, "t1_includes_allocation_delay", t1_includes_allocation_delay))
         self.arrival_rate_per_s = (None if arrival_rate_per_s is None else
                                    _check_number(self.name, "arrival_rate_per_s", arrival_rate_per_s,
                                                  minimum=0.0, exclusive=True))
@@ -325,7 +347,8 @@ class CGBPSessionsOptions:
                                    _check_number(self.name, "allocation_delay_s", allocation_delay_s, minimum=0.0))
 
     def _sessions(self, instance: Instance) -> tuple[int, dict]:
-        R, diag = resolve_sessions(instance, self.sessions, self.arrival_rate_per_s, self.allocation_delay_s)
+        R, diag = resolve_sessions(instance, self.sessions, self.arrival_rate_per_s, self.allocation_delay_s,
+                                   getattr(self, "t1_includes_allocation_delay", None))
         diag["sessions"] = R
         return R, diag
 
@@ -335,14 +358,16 @@ class CGBPPlacement(CGBPSessionsOptions):
 
     Options: ``sessions`` (int or ``"auto"``: the |R| rule with the scenario's λ and its allocation
     delay for family ``proposed``), ``arrival_rate_per_s`` and ``allocation_delay_s`` (override the
-    λ and delay the rule uses, e.g. for Table III's λ = 0.5 column simulated with λ = 0.1 arrivals)."""
+    λ and delay the rule uses, e.g. for Table III's λ = 0.5 column simulated with λ = 0.1 arrivals),
+    ``t1_includes_allocation_delay`` (bool; default None = the scenario's ``fidelity``: true under
+    ``contracts``, false under ``authors-code``, docs/fidelity.md reading 2)."""
 
     name = "cg-bp"
     family = "proposed"
 
     def __init__(self, sessions: int | str = "auto", arrival_rate_per_s: float | None = None,
-                 allocation_delay_s: float | None = None):
-        self._init_sessions(sessions, arrival_rate_per_s, allocation_delay_s)
+                 allocation_delay_s: float | None = None, t1_includes_allocation_delay: bool | None = None):
+        self._init_sessions(sessions, arrival_rate_per_s, allocation_delay_s, t1_includes_allocation_delay)
 
     def solve(self, instance: Instance) -> tuple[CGBPSolution, dict[str, Any]]:
         R, diag = self._sessions(instance)

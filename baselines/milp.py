@@ -80,6 +80,12 @@ class MILPPlacement:
 
     def __init__(self, sessions: int | str = "auto", formulation: str = "arcflow", time_limit_s: float = 60.0,
                  mip_rel_gap: float = 1e-4, strict: bool = False, warm_start: bool = True, random_seed: int = 0):
+        """Options as in docs/milp.md (``formulation``, ``time_limit_s``, ``mip_rel_gap``, ``random_seed``,
+        ``sessions``, flags).
+
+        Raises:
+            ScenarioError: an option of the wrong type or out of range (path
+                ``policy_defaults.options.milp.<option>``)."""
         if not (isinstance(formulation, str) and formulation in FORMULATIONS):
             raise option_error(self.name, "formulation", f"one of {list(FORMULATIONS)}", formulation)
         cap = MAX_REQUESTS if formulation == "arcflow" else MAX_LINK_REQUESTS

@@ -233,6 +233,10 @@ class ArcFlowModel:
 
     # -- solutions ---------------------------------------------------------------------------------
     def decode(self, x: np.ndarray) -> tuple[Placement, list[tuple[int, Route]]]:
+        """The placement and routes of solution vector ``x``.
+
+        Raises:
+            RuntimeError: the solution breaks flow conservation (a solver or model bug)."""
         P = self.problem
         starts, counts = [0] * P.num_servers, [0] * P.num_servers
         for (j, s, e), col in self.y.items():

@@ -82,7 +82,10 @@ def _cover_table(problem: OfflineProblem, client: int):
 
 def standalone_chain(problem: OfflineProblem, client: int) -> StandaloneChain:
     """The cheapest chain one request of ``client`` can get over all placements (see module doc).
-    ``cost_per_token_s`` is ``inf`` if the client has no chain at all."""
+    ``cost_per_token_s`` is ``inf`` if the client has no chain at all.
+
+    Raises:
+        RuntimeError: only if the DP table is inconsistent (a bug)."""
     L = problem.num_blocks
     g, choice = _cover_table(problem, client)
     if not np.isfinite(g[L]):

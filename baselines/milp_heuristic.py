@@ -67,7 +67,10 @@ def local_search(problem: OfflineProblem, placement: Placement, objective_s: flo
                  ilp_time_limit_s: float = 5.0) -> LocalSearchResult:
     """Improve ``placement`` (whose best routing costs ``objective_s``, seconds) within
     ``time_budget_s`` seconds of wall clock; each candidate's routing ILP gets at most
-    ``ilp_time_limit_s``.  Returns a :class:`LocalSearchResult`."""
+    ``ilp_time_limit_s``.  Returns a :class:`LocalSearchResult`.
+
+    Raises:
+        RuntimeError: only if the search produced an infeasible solution (a bug)."""
     deadline = time.perf_counter() + time_budget_s
     complete = True
     L, N = problem.num_blocks, problem.num_servers

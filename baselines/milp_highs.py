@@ -150,7 +150,10 @@ class MIPModel:
     def add_rows(self, row, col, val, lo, hi) -> np.ndarray:
         """Add ``len(lo)`` rows.  ``row`` holds the 0-based index of each non-zero *within this batch*,
         ``col`` its column and ``val`` its coefficient; ``lo``/``hi`` are the row bounds (±inf for
-        one-sided rows).  Duplicate (row, col) entries are summed.  Returns the new rows' indices."""
+        one-sided rows).  Duplicate (row, col) entries are summed.  Returns the new rows' indices.
+
+        Raises:
+            ValueError: a row or column index outside the batch / the model's variables."""
         self._cache = None
         lo = np.atleast_1d(np.asarray(lo, dtype=float))
         hi = np.broadcast_to(np.asarray(hi, dtype=float), lo.shape).copy()
@@ -176,7 +179,10 @@ class MIPModel:
         return int(self.add_rows(np.zeros(len(cols), dtype=np.int64), cols, vals, [lo], [hi])[0])
 
     def set_cost(self, cost) -> None:
-        """Replace the whole objective vector (one entry per variable added so far)."""
+        """Replace the whole objective vector (one entry per variable added so far).
+
+        Raises:
+            ValueError: ``cost`` does not have one entry per variable."""
         cost = np.asarray(cost, dtype=float)
         if cost.shape != (self.num_vars,):
             raise ValueError(f"cost must have {self.num_vars} entries, got {cost.shape}")

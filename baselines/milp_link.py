@@ -77,6 +77,10 @@ class LinkModel:
     ``deadline`` passes, ValueError for another formulation)."""
 
     def __init__(self, problem: OfflineProblem, formulation: str = "literal", deadline: Deadline | None = None):
+        """The link (big-M) MILP of ``problem`` in ``formulation`` ``'literal'`` or ``'rlt'``.
+
+        Raises:
+            ValueError: any other ``formulation``."""
         deadline = deadline or Deadline()
         if formulation not in ("literal", "rlt"):
             raise ValueError(f"formulation must be 'literal' or 'rlt' for the link model, got {formulation!r}")

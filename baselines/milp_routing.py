@@ -193,6 +193,10 @@ class RoutingILPRouter:
         self.method = method
 
     def route(self, request: Request, view: ClusterView, rng: np.random.Generator) -> Route:
+        """The chain of the routing ILP's solution for ``request``.
+
+        Raises:
+            NoFeasibleChain: no chain can ever hold the request's KV cache, or the ILP finds none."""
         dag = view.feasible_dag(request.client, request.client_blocks)
         cost = view.decode_cost(request.client)
         wait = view.waiting_time_s(request, dag)

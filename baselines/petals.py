@@ -34,6 +34,7 @@ from distllm_env.policy_options import check_bool, check_int, check_number, opti
 from distllm_env.instance import Instance
 from distllm_env.perf import petals_throughput_rps
 from distllm_env.placement import CachePolicy, Placement, PlacementResult
+from distllm_env.scenario.fidelity import scenario_fidelity
 from distllm_env.view import ClusterView
 from distllm_env.workload import Request
 
@@ -88,7 +89,10 @@ def choose_num_blocks(memory_bytes: int, model: ModelSpec, gpu_max_blocks: int |
 
     Source: petals ``server/server.py`` (docs/model.md §8.1); the MIG cap of 4 is the
     published simulator's (``Petals_online.m``).  Returns 0 when not even one block fits (a PETALS
-    server would refuse to start; here it simply hosts nothing)."""
+    server would refuse to start; here it simply hosts nothing).
+
+    Raises:
+        ValueError: ``memory_bytes`` < 0."""
     if int(memory_bytes) < 0:
         raise ValueError(f"memory_bytes must be ≥ 0, got {memory_bytes}")
     reserve = AUTOGRAD_RESERVE_BYTES_PER_D * model.d_model
@@ -103,7 +107,10 @@ def choose_num_blocks(memory_bytes: int, model: ModelSpec, gpu_max_blocks: int |
 def best_start(throughputs: np.ndarray, count: int) -> int:
     """PETALS' ``_choose_best_start``: the start i ∈ [0, L−count] whose window's *sorted* vector of
     per-block throughputs is lexicographically smallest, ties → the lowest start
-    (petals ``server/block_selection.py``; docs/model.md §8.3)."""
+    (petals ``server/block_selection.py``; docs/model.md §8.3).
+
+    Raises:
+        ValueError: ``count`` is not in 1 … L."""
     t = np.asarray(throughputs, dtype=float)
     L = len(t)
     if not 1 <= count <= L:
@@ -225,8 +232,15 @@ def _petals_result(instance: Instance, counts: Sequence[int], starts: Sequence[i
     gaps = placement.uncovered_ranges()
     if gaps:
         text = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in gaps)
+        why = ""
+        if not any(int(c) > 0 for c in counts):   # PETALS' own rule: such a server refuses to start
+            m = instance.model
+            need = AUTOGRAD_RESERVE_BYTES_PER_D * m.d_model + m.block_bytes + cache_bytes_per_block(m, cache_policy.tokens_per_block)
+            why = (f"; PETALS' block-count rule gives 0 blocks to every server: it needs at least "
+                   f"{need / 1e9:.3g} GB per GPU (autograd reserve 2 GiB·d_model/14336 + one block + its "
+                   f"attention cache; docs/baselines.md), the largest GPU has {max(instance.memory_bytes) / 1e9:.3g} GB")
         raise PlacementError(f"{who}: the swarm does not cover the model: blocks {text} are hosted by no "
-                             f"server (blocks per server {list(map(int, counts))})", gaps)
+                             f"server (blocks per server {list(map(int, counts))}){why}", gaps)
     t = block_throughputs(placement.starts, placement.counts, tputs, L)
     diagnostics = dict(diagnostics)
     diagnostics.update(counts=[int(c) for c in counts], starts=list(placement.starts),
@@ -316,6 +330,16 @@ class PetalsRouter:
     blocks right now), with RTT(i,j) the server↔server RTT and, on the first hop, the client↔server
     RTT; leaving the last server j for the client costs RTT(c,j)/2.
 
+    ``variant="published-exact"`` (the published code to the letter, docs/fidelity.md "Fidelity
+    modes", reading 1): the same weights, but the 10 s penalty applies only when
+    ``⌊pool_j / (m_j·s_c)⌋ − active_sessions_j == 0`` — a session count compared with ``==``, so a server
+    holding more sessions than its pool's nominal count (possible, since a session reserves only its
+    m_ij blocks) is not penalised; pool_j is the placement's KV capacity of j, s_c the KV bytes of one
+    session per block at the scenario's maximum lengths.
+
+    ``variant=None`` (the default) takes ``published-exact`` when the scenario's
+    ``fidelity.petals_penalty`` is ``session-count`` (``fidelity: authors-code``), else ``published``.
+
     ``variant="petals"`` (PETALS' own ``make_sequence(mode="min_latency")``, docs/model.md §8.5): per
     block 1/inference_rps instead of τ_j, one-way delays d(rtt) = min(rtt/2, 5 s), and the cache
     check is pessimistic — j is penalised if its free KV memory cannot hold this request over its
@@ -324,11 +348,15 @@ class PetalsRouter:
 
     name = "petals"
     family = "petals"
-    VARIANTS = ("published", "petals")
+    VARIANTS = ("published", "published-exact", "petals")
 
-    def __init__(self, variant: str = "published", hop_overhead_s: float = HOP_OVERHEAD_S,
+    def __init__(self, variant: str | None = None, hop_overhead_s: float = HOP_OVERHEAD_S,
                  cache_penalty_s: float = CACHE_PENALTY_S):
-        if variant not in self.VARIANTS:
+        """``variant``: one of :attr:`VARIANTS`, or None for the scenario's fidelity (see the class).
+
+        Raises:
+            ScenarioError: an unknown ``variant`` (path ``policy_defaults.options.<name>.variant``)."""
+        if variant is not None and variant not in self.VARIANTS:
             raise _option_error(self.name, "variant", f"one of {list(self.VARIANTS)}", variant)
         self.variant = variant
         self.hop_overhead_s = _check_number(self.name, "hop_overhead_s", hop_overhead_s, minimum=0.0)
@@ -346,7 +374,7 @@ class PetalsRouter:
             return hit
         inst = view.instance
         n = inst.num_servers
-        if self.variant == "published":
+        if self._variant(view) != "petals":
             delay = lambda rtt: rtt / 2.0                                        # noqa: E731
             per_block = np.asarray(view.tau_decode_s, dtype=float)
         else:
@@ -371,9 +399,17 @@ class PetalsRouter:
         fixed, per_block, edge_extra, sink = self._static_terms(view, dag, request.client)
         kv = view.kv_bytes_per_block(request)
         n = view.num_servers
-        free = np.fromiter((view.free_bytes(j) for j in range(n)), dtype=np.int64, count=n)
         dst = dag.edge_dst_server
-        if self.variant == "published":
+        variant = self._variant(view)
+        if variant == "published-exact":
+            lacks = self._pool_exhausted(view)[dst]
+            extra = edge_extra + self.cache_penalty_s * lacks
+            unreachable = view.unreachable_edge_cost_s(request.client, dag)
+            if unreachable is not None:
+                extra = extra + unreachable
+            return dag.shortest(HopCost(fixed, per_block, extra, sink))[0]
+        free = np.fromiter((view.free_bytes(j) for j in range(n)), dtype=np.int64, count=n)
+        if variant == "published":
             lacks = free[dst] < dag.edge_blocks * kv
         else:
             counts = view.placement.count_array
@@ -383,6 +419,22 @@ class PetalsRouter:
         if unreachable is not None:
             extra = extra + unreachable
         return dag.shortest(HopCost(fixed, per_block, extra, sink))[0]
+
+    def _variant(self, view: ClusterView) -> str:
+        if self.variant is not None:
+            return self.variant
+        pen = scenario_fidelity(view.instance.scenario).petals_penalty
+        return "published-exact" if pen == "session-count" else "published"
+
+    @staticmethod
+    def _pool_exhausted(view: ClusterView) -> np.ndarray:
+        """Per server: ⌊pool_j / (m_j·s_c)⌋ − active sessions == 0 (the published code's test, a session
+        count compared with ``==``; docs/fidelity.md reading 1).  Shape (N,), bool."""
+        counts = np.asarray(view.placement.count_array, dtype=np.int64)
+        per_session = np.maximum(counts, 1) * int(view.instance.kv_block_bytes)
+        nominal = np.asarray(view.capacity_bytes, dtype=np.int64) // per_session
+        active = np.array([view.active_sessions(j) for j in range(view.num_servers)], dtype=np.int64)
+        return (nominal - active) == 0
 
 
 __all__ = [

@@ -62,6 +62,10 @@ class RandomPlacement:
         self.max_tries = check_int(self.name, "max_tries", max_tries, 1)
 
     def place(self, instance: Instance, rng: np.random.Generator) -> PlacementResult:
+        """A random placement that covers every block (re-drawn up to ``max_tries`` times).
+
+        Raises:
+            PlacementError: no draw covers the model (names the uncovered blocks)."""
         L = instance.num_blocks
         counts = [int(c) for c in _conservative_counts(instance, self.sessions)]
         last = None

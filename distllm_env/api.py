@@ -21,9 +21,10 @@ from .outputs import record_row, write_requests
 from .placement import Placement, PlacementResult
 from .registry import (check_scenario_policies, family_delay_s, family_of, make_placement, resolve_placement,
                        resolve_routing)
+from .live.engine import LiveSimulation
 from .rng import check_seed, generators, seed_streams
 from .scenario import Scenario, load_scenario
-from .simulator import RequestRecord, Simulation
+from .simulator import RequestRecord, Simulation, new_simulation
 from .workload import Request, generate_requests
 
 ALLOCATION_DELAY_NOTE = ("allocation delays are fitted constants of the published simulator, charged per "
@@ -146,8 +147,8 @@ def simulate(
     family = family_of(pname if pname != "given" else placement, rname)
     delays = dict(sc.simulator.allocation_delay_s if allocation_delays is None else allocation_delays)
     delay = allocation_delay_for(sc, family, delays)
-    sim = Simulation(inst, presult, reqs, reservation=sc.simulator.reservation, backoff=sc.simulator.backoff,
-                     allocation_delay_s=delay)
+    sim = new_simulation(inst, presult, reqs, reservation=sc.simulator.reservation, backoff=sc.simulator.backoff,
+                         allocation_delay_s=delay)
     t0 = time.perf_counter()
     decision_times = run_routing(sim, router, routing_rng, splitter)
     t_route = time.perf_counter() - t0
@@ -159,7 +160,8 @@ def simulate(
         "version": __version__, "scenario": sc.name, "scenario_hash": sc.hash, "scenario_source": sc.source,
         "overrides": list(sc.overrides), "seed": seed, "placement": pname, "routing": rname, "family": family,
         "cache_policy": str(presult.cache_policy), "reservation": sc.simulator.reservation,
-        "backoff": sc.simulator.backoff, "allocation_delays_s": delays, "allocation_delay_applied_s": delay,
+        "backoff": sc.simulator.backoff, "engine": "live" if isinstance(sim, LiveSimulation) else "analytic",
+        "allocation_delays_s": delays, "allocation_delay_applied_s": delay,
         "derived_calibrations": inst.derived_calibrations(),
     }
     if any(v > 0 for v in delays.values()):

@@ -130,10 +130,23 @@ class ChainDAG:
     m_ij of each edge.  Node k can leave to the sink iff ``to_sink[k]``.
     """
 
-    def __init__(self, placement: Placement, client_blocks: int = 0):
+    #: tie rules of :meth:`shortest` (docs/fidelity.md "Fidelity modes", reading 4)
+    TIE_RULES = ("lowest-index", "first-finalised")
+
+    def __init__(self, placement: Placement, client_blocks: int = 0, ties: str = "lowest-index"):
+        """Build the DAG of every Lemma-1-feasible chain under ``placement`` when the client
+        runs the first ``client_blocks`` blocks.  ``ties`` picks :meth:`shortest`'s rule between
+        exactly equal-cost chains: ``lowest-index`` (the first minimum in DAG order) or
+        ``first-finalised`` (the published simulator's Dijkstra, see :meth:`shortest`).
+
+        Raises:
+            ValueError: ``client_blocks`` is not in ``0 … L−1``, or an unknown ``ties``."""
         L = placement.num_blocks
         if not 0 <= client_blocks < L:
             raise ValueError(f"client_blocks must be in 0..{L - 1} for a server chain, got {client_blocks}")
+        if ties not in self.TIE_RULES:
+            raise ValueError(f"ties must be one of {list(self.TIE_RULES)}, got {ties!r}")
+        self.ties = ties
         self.placement = placement
         self.client_blocks = client_blocks
         ends = placement.end_array
@@ -199,7 +212,15 @@ class ChainDAG:
         return Route(tuple(hops))
 
     def shortest(self, cost: HopCost) -> tuple[Route, float]:
-        """The cheapest chain and its cost.  Raises :class:`NoFeasibleChain` if none exists."""
+        """The cheapest chain and its cost.  Raises :class:`NoFeasibleChain` if none exists.
+
+        Exactly equal costs: under ``ties="lowest-index"`` each node keeps its first minimal incoming
+        edge in DAG order, and the first minimal last hop wins.  Under ``"first-finalised"`` each node
+        (and the sink) keeps the predecessor a Dijkstra with strict ``<`` relaxation finalises first:
+        the one of smallest distance, then of lowest server index (the client first) — the published
+        simulator's Dijkstra, whose ``min`` returns the first of equal distances (docs/fidelity.md)."""
+        if self.ties == "first-finalised":
+            return self._shortest_first_finalised(cost)
         # The DP runs over Python lists: with tens of nodes and hundreds of edges this is several
         # times faster than per-node numpy slicing, and it performs the same float additions and the
         # same first-minimum tie-breaking as np.argmin, so results are identical.
@@ -232,6 +253,40 @@ class ChainDAG:
             k = pred[k]
         return self._route_from_nodes(nodes[::-1]), float(total[i])
 
+    def _shortest_first_finalised(self, cost: HopCost) -> tuple[Route, float]:
+        n = self.n
+        w = self.edge_weights(cost).tolist()
+        ptr, src = self._ptr_list, self._src_list
+        order_key = self._server_list + [-1]        # a node's server index; the client source is −1
+        inf = float("inf")
+        dist = [inf] * (n + 1)
+        dist[n] = 0.0
+        pred = [-1] * n
+        for k in range(n):
+            best, arg = inf, -1
+            for e in range(ptr[k], ptr[k + 1]):
+                u = src[e]
+                d = dist[u] + w[e]
+                if d < best or (d == best and arg >= 0 and
+                                (dist[u], order_key[u]) < (dist[src[arg]], order_key[src[arg]])):
+                    best, arg = d, e
+            if arg >= 0:
+                dist[k] = best
+                pred[k] = src[arg]
+        sinks = np.flatnonzero(self.to_sink)
+        if len(sinks) == 0:
+            raise NoFeasibleChain(self._why_infeasible())
+        sink_s = cost.sink_s[self.servers[sinks]] if cost.sink_s is not None else np.zeros(len(sinks))
+        total = (np.asarray(dist)[sinks] + sink_s).tolist()
+        i = min(range(len(sinks)), key=lambda q: (total[q], dist[int(sinks[q])], order_key[int(sinks[q])]))
+        if not np.isfinite(total[i]):
+            raise NoFeasibleChain(self._why_infeasible())
+        nodes, k = [], int(sinks[i])
+        while k != n:
+            nodes.append(k)
+            k = pred[k]
+        return self._route_from_nodes(nodes[::-1]), float(total[i])
+
     @cached_property
     def _ptr_list(self) -> list[int]:
         return self.edge_ptr.tolist()
@@ -254,7 +309,11 @@ class ChainDAG:
         """Up to K distinct chains of lowest cost, cheapest first (ties broken by DAG order).
 
         A K-best dynamic programme over the block-ordered DAG: each node keeps its K cheapest
-        partial chains, built from its predecessors' lists."""
+        partial chains, built from its predecessors' lists.
+
+        Raises:
+            ValueError: ``K`` ≤ 0.
+            NoFeasibleChain: no chain reaches the last block, or every chain has an infinite cost."""
         if K <= 0:
             raise ValueError(f"K must be positive, got {K}")
         n = self.n

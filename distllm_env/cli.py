@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module under :mod:`distllm_env.commands` and exposes
 ``register(subparsers)``; this module only assembles them and maps errors to exit codes
-(docs/contracts.md §5): 0 ok, 2 bad input (scenario, override, policy path) with one clean line and no
+(docs/contracts.md §5): 0 ok, 2 bad input (scenario, override, policy path, argument, or a placement
+that cannot host the model on the scenario's servers: ``PlacementError``) with one clean line and no
 traceback, 1 anything else.
 """
 
@@ -13,7 +14,7 @@ import importlib
 import sys
 
 from ._version import __version__
-from .errors import DistLLMError, PolicyLoadError, ScenarioError
+from .errors import DistLLMError, PlacementError, PolicyLoadError, ScenarioError
 
 #: sub-command modules, in help order
 COMMAND_MODULES = [
@@ -27,8 +28,21 @@ COMMAND_MODULES = [
 ]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An :class:`argparse.ArgumentParser` whose usage errors are ONE line on stderr
+    (``distllm-env: error: --seed: invalid int value: '1.5'``) and exit code 2, like every other bad
+    input (docs/contracts.md §5); ``--help`` still prints the full usage.  Sub-command parsers inherit
+    the class (``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        message = " ".join(str(message).split())
+        if message.startswith("argument "):        # "argument --seed: invalid int value" -> "--seed: …"
+            message = message[len("argument "):]
+        self.exit(2, f"distllm-env: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="distllm-env",
         description="Simulate, compare and learn block placement, request routing and client/server "
                     "splitting for geo-distributed LLM inference.")
@@ -59,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except (ScenarioError, PolicyLoadError) as exc:
         print(f"distllm-env: error: {exc}", file=sys.stderr)
+        return 2
+    except PlacementError as exc:   # the scenario's servers cannot host the model under this placement: input
+        print(f"distllm-env: error: PlacementError: {exc}", file=sys.stderr)
         return 2
     except DistLLMError as exc:
         print(f"distllm-env: error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -6,8 +6,9 @@ rng)``, ``route(request, view, rng)`` or both; the missing decision takes the sc
 Every policy sees the same instance and workload per seed (common random numbers).
 
 Allocation delays: the scenario's per-family delays apply, except that a comparison including a
-user's or learned policy sets all delays equal (0) unless ``allocation_delays`` says otherwise
-(docs/contracts.md §4).  Every output states the delays used.
+user's or learned policy — a ``module:Class``, an object, or a ``PLACEMENT+ROUTER`` pair with an
+import path on either side — sets all delays equal (0) unless ``allocation_delays`` says otherwise
+(docs/contracts.md §4–§5).  Every output states the delays used.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from ._version import __version__
 from .api import ALLOCATION_DELAY_NOTE, SimulationResult, simulate
 from .errors import PolicyLoadError
 from .outputs import json_safe, sidecar_json, write_csv
-from .imports import load_object
+from .imports import is_import_path, load_object
 from .registry import (check_scenario_policies, default_placement, default_routing, family_delay_s, family_of,
                        make_placement, make_routing, split_policy_spec)
 from .scenario import Scenario, load_scenario
 
 RESULT_COLUMNS = ("policy", "family", "mean_per_token_time_s", "mean_per_token_time_s_std", "ttft_p50_s",
-                  "ttft_p95_s", "wait_mean_s", "algorithm_time_s", "num_rejected")
+                  "ttft_p95_s", "wait_mean_s", "algorithm_time_s", "num_rejected", "allocation_delay_s")
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,31 @@ def resolve_policy(spec: Any, scenario: Scenario, allow_imports: bool = False) -
     # resolved (options and place/route checked) now; simulate() builds fresh objects per seed
     make_placement(p, scenario, field=f"policy {label!r}")
     make_routing(r, scenario, field=f"policy {label!r}")
-    return ComparePolicy(label, p, r, family_of(p, r))
+    # either side a user's import path: a user policy for the allocation-delay rule (docs/contracts.md §4)
+    return ComparePolicy(label, p, r, family_of(p, r), user=is_import_path(p) or is_import_path(r))
 
 
-def _from_object(obj: Any, label: str, scenario: Scenario, allow_imports: bool = False) -> ComparePolicy:
+def construct_policy(obj: Any, label: Any) -> Any:
+    """A user's policy ``obj`` (a class or an instance) as an instance.  ``place``/``route`` are checked
+    on the class *before* it is constructed, so an imported class that is not a policy never runs; a
+    class is constructed without arguments.  ``label`` names the policy in errors.
+
+    Raises:
+        PolicyLoadError: ``obj`` has neither ``place(instance, rng)`` nor ``route(request, view, rng)``,
+            or its class cannot be constructed without arguments."""
+    if not (callable(getattr(obj, "place", None)) or callable(getattr(obj, "route", None))):
+        raise PolicyLoadError(f"policy {label!r} has neither place(instance, rng) nor route(request, view, rng)")
     if isinstance(obj, type):
         try:
             obj = obj()
         except TypeError as exc:
             raise PolicyLoadError(f"cannot construct policy {label!r} without arguments: {exc}") from None
+    return obj
+
+
+def _from_object(obj: Any, label: str, scenario: Scenario, allow_imports: bool = False) -> ComparePolicy:
+    obj = construct_policy(obj, label)
     has_place, has_route = callable(getattr(obj, "place", None)), callable(getattr(obj, "route", None))
-    if not (has_place or has_route):
-        raise PolicyLoadError(f"policy {label!r} has neither place(instance, rng) nor route(request, view, rng)")
     return ComparePolicy(label, obj if has_place else default_placement(scenario, allow_imports=allow_imports),
                          obj if has_route else default_routing(scenario, allow_imports=allow_imports), "default",
                          user=True)
@@ -98,6 +112,12 @@ class CompareResult:
         return buf.getvalue()
 
     def write(self, path: str | Path) -> Path:
+        """Write the results to ``path``: ``.json`` (meta, results, per_seed), ``.csv`` (a plain
+    table; meta and per_seed in the sidecar ``F.csv.json``) or ``.png`` (paired per-seed differences).
+
+        Raises:
+            ValueError: ``path`` does not end in ``.json``, ``.csv`` or ``.png``.
+            OSError: the file cannot be written."""
         path = Path(path)
         suffix = path.suffix.lower()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,9 +138,15 @@ def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds
     """Simulate every policy on every seed and aggregate (means over seeds; std of the per-token
     time across seeds).  ``allocation_delays=None`` keeps the scenario's delays unless a user or
     learned policy takes part, in which case all delays are 0.  ``allow_imports=True`` lets the
-    scenario's ``policy_defaults`` name import paths (README, "Trust boundary").  Raises
-    :class:`ScenarioError` / :class:`PolicyLoadError` before anything runs when a policy cannot be
-    resolved."""
+    scenario's ``policy_defaults`` name import paths (README, "Trust boundary").  Every policy is
+    resolved before anything runs.
+
+    Raises:
+        ScenarioError: a bad scenario or override (:func:`distllm_env.load_scenario`), an import
+            path in the scenario's ``policy_defaults`` without ``allow_imports``, or a bad policy
+            option.
+        PolicyLoadError: a policy spec that is not a preset, ``PLACEMENT+ROUTER`` or importable
+            ``module:Class`` with ``place``/``route``, or two policies with the same label."""
     sc = load_scenario(scenario, overrides)
     check_scenario_policies(sc, allow_imports)
     seeds = [int(s) for s in seeds]
@@ -130,11 +156,11 @@ def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds
         raise PolicyLoadError(f"duplicate policies in {labels}")
     if allocation_delays is None:
         delays = {} if any(p.user for p in resolved) else dict(sc.simulator.allocation_delay_s)
-        delay_rule = "equal (0): a user or learned policy takes part" if any(p.user for p in resolved) \
-            else "the scenario's per-family delays"
+        delay_rule = ("equal (0): a user or learned policy takes part" if any(p.user for p in resolved)
+                      else "the scenario's per-family delays" if delays else "the scenario sets none")
     else:
         delays = dict(allocation_delays)
-        delay_rule = "given by the caller"
+        delay_rule = "given by the caller" if delays else "none, as the caller asked"
     per_seed, results, runs = [], [], {}
     for pol in resolved:
         rows = []
@@ -225,6 +251,15 @@ def plot_compare(result: CompareResult, path: str | Path, reference: str | None 
       (:func:`paired_differences`); > 0 means slower than the reference;
     * right: mean per-token time per policy (s) with its min–max over seeds; the axis does not start
       at 0, so that differences of a few % stay visible."""
+    import matplotlib.pyplot as plt
+
+    fig = compare_figure(result, reference)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def compare_figure(result: CompareResult, reference: str | None = None):
+    """The matplotlib figure :func:`plot_compare` saves (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,9 +283,8 @@ def plot_compare(result: CompareResult, path: str | Path, reference: str | None 
                           label="95 % CI of the mean (paired t)" if y == ys[0] else None)
         ax_d.scatter([100 * r["mean"]], [y], marker="D", s=40, color="#C44E52", zorder=4,
                      label=(f"mean over {n} seeds" if n > 1 else "1 seed: no CI") if y == ys[0] else None)
-        if math.isfinite(r["mean"]):
-            ax_d.annotate(f"{100 * r['mean']:+.2f} %", (100 * r["mean"], y), xytext=(0, 7),
-                          textcoords="offset points", ha="center", fontsize=8)
+        if math.isfinite(r["mean"]):   # above the row's jittered dots (y ± 0.12) and the mean marker
+            ax_d.text(100 * r["mean"], y + 0.24, f"{100 * r['mean']:+.2f} %", ha="center", va="bottom", fontsize=8)
     ax_d.axvline(0.0, color="black", lw=1)
     ax_d.set_yticks(ys, [r["policy"] for r in diffs])
     ax_d.set_ylim(-0.8, max(len(diffs) - 0.2, 0.8))
@@ -282,12 +316,12 @@ def plot_compare(result: CompareResult, path: str | Path, reference: str | None 
     fig.suptitle(f"{m['scenario']} — {n} paired seed(s); the text table is the primary output", fontsize=10)
     caption = (f"distllm-env {m['version']} · scenario {m['scenario']} ({m['scenario_hash']}) · seeds "
                f"{result.seeds[0]}…{result.seeds[-1]} · overrides {m['overrides'] or 'none'}\n"
-               f"allocation delays: {m['allocation_delays'] or 'none'} ({m['allocation_delay_rule']})"
+               f"allocation delays: {m['allocation_delays'] or 'none'} — {m['allocation_delay_rule']}"
                + (f" · derived calibrations: {', '.join(m['derived_calibrations'])}" if m["derived_calibrations"] else ""))
     fig.text(0.01, 0.01, caption, fontsize=6.5, ha="left", va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
-__all__ = ["CompareResult", "ComparePolicy", "compare", "paired_differences", "plot_compare", "resolve_policy"]
+__all__ = ["CompareResult", "ComparePolicy", "compare", "construct_policy", "paired_differences", "plot_compare",
+           "resolve_policy"]

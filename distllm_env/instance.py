@@ -18,6 +18,7 @@ from .perf import prefill_comm_s, token_cost_s
 from .rng import generators, seed_streams
 from .scenario import (ClientSampler, ClusteredTopologySpec, GeoTopologySpec, RepetitaTopologySpec, Scenario,
                        ServerSampler, load_scenario)
+from .scenario.fidelity import scenario_fidelity
 from .topology import Topology, clustered_topology, geo_topology, load_repetita
 
 
@@ -54,6 +55,10 @@ class Instance:
 
     def __init__(self, scenario: Scenario, seed: int, topology: Topology, servers: tuple[Server, ...],
                  clients: tuple[Client, ...]):
+        """Arrays from the drawn ``servers`` and ``clients`` on ``topology`` (use :func:`build_instance`).
+
+        Raises:
+            ScenarioError: a client's node reaches no server at all (path ``clients.<c>.node``)."""
         self.scenario = scenario
         self.seed = seed
         self.topology = topology
@@ -206,6 +211,14 @@ def build_instance(scenario: Scenario, seed: int = 0) -> Instance:
             candidates = [topo.index(n, f"clients.nodes.{i}") for i, n in enumerate(cs.nodes)]
         else:
             candidates = list(range(topo.num_nodes))
+        if scenario_fidelity(scenario).client_node == "off-servers":
+            # the published code draws the client after the servers, from the nodes left
+            # (docs/fidelity.md "Fidelity modes", reading 3)
+            taken = {s.node_index for s in servers}
+            candidates = [n for n in candidates if n not in taken]
+            if cs.count > len(candidates):
+                raise ScenarioError("clients.count", f"{cs.count} clients on nodes without a server "
+                                    f"(fidelity.client_node: off-servers) but only {len(candidates)} such nodes")
         if cs.count > len(candidates):
             raise ScenarioError("clients.count", f"{cs.count} clients on distinct nodes but only {len(candidates)} nodes")
         picks = [candidates[i] for i in client_rng.permutation(len(candidates))[: cs.count]]

@@ -63,6 +63,102 @@ class LengthDist:
         return np.clip(x, self.low, self.high).astype(np.int64)
 
 
+#: ``Request.rejection`` / per-request ``reason`` of a request longer than the model allows.
+EXCEEDS_MAX_SEQUENCE = "exceeds_max_sequence"
+#: Values of ``workload.over_length``.
+OVER_LENGTH_MODES = ("reject", "truncate")
+
+
+@dataclass(frozen=True, eq=False)
+class AdmittedLengths:
+    """Result of :func:`admit_lengths`, arrays of shape (n,): ``output_tokens`` (int64, after any
+    truncation), ``declared_output_tokens`` (int64, what the client declares at session open),
+    ``rejected`` and ``truncated`` (bool)."""
+
+    output_tokens: np.ndarray
+    declared_output_tokens: np.ndarray
+    rejected: np.ndarray
+    truncated: np.ndarray
+
+    @property
+    def admitted(self) -> np.ndarray:
+        return ~self.rejected
+
+
+def admit_lengths(prompt_tokens: np.ndarray, output_tokens: np.ndarray, max_sequence_tokens: int,
+                  over_length: str = "reject", output_tokens_known: bool = True,
+                  max_length: int | None = None) -> AdmittedLengths:
+    """THE over-length check: every request length (YAML distributions, CSV and Azure traces,
+    ``--set`` overrides) goes through here (docs/scenarios.md, "Over-length requests").
+
+    With known output lengths (``output_tokens_known``) the limit L is the model's maximum sequence
+    ``max_sequence_tokens``.  A request with prompt + output > L is rejected (``over_length:
+    reject``) or its output is cut to L − prompt (``truncate``); a prompt ≥ L (no room for one output
+    token) is rejected either way.  The declared output is the true one.
+
+    With unknown output lengths the client declares the session's total length ``max_length``
+    (PETALS ``max_length``, default L; the server rejects ``max_length`` > its
+    ``inference_max_length`` and reserves batch × max_length of K/V up front — PETALS
+    ``src/petals/server/handler.py``; docs/model.md).  The declared
+    output is ``max_length − prompt``; a prompt ≥ max_length is rejected; a true output longer than the
+    declared one stops at max_length and is counted truncated, whatever ``over_length`` says (the client
+    cannot know in advance).
+
+    Args:
+        prompt_tokens, output_tokens: shape (n,), tokens, ≥ 1.
+    Returns:
+        :class:`AdmittedLengths`; rejected requests keep their true output and declared output.
+    Raises:
+        ValueError: ``over_length`` not in ``OVER_LENGTH_MODES`` (the scenario parser checks first)."""
+    if over_length not in OVER_LENGTH_MODES:
+        raise ValueError(f"over_length must be one of {OVER_LENGTH_MODES}, got {over_length!r}")
+    p = np.asarray(prompt_tokens, dtype=np.int64)
+    o = np.asarray(output_tokens, dtype=np.int64)
+    if output_tokens_known:
+        limit = int(max_sequence_tokens)
+        too_long = p + o > limit
+        rejected = p >= limit
+        if over_length == "reject":
+            rejected = rejected | too_long
+        truncated = too_long & ~rejected
+        out = np.where(truncated, limit - p, o)
+        declared = out.copy()
+    else:
+        limit = int(max_length if max_length is not None else max_sequence_tokens)
+        rejected = p >= limit
+        declared = np.maximum(limit - p, 0)
+        truncated = ~rejected & (o > declared)
+        out = np.where(truncated, declared, o)
+    return AdmittedLengths(output_tokens=out.astype(np.int64), declared_output_tokens=declared.astype(np.int64),
+                           rejected=rejected, truncated=truncated)
+
+
+def planning_maxima(prompt: "LengthDist | np.ndarray", output: "LengthDist | np.ndarray", max_sequence_tokens: int,
+                    over_length: str = "reject", output_tokens_known: bool = True,
+                    max_length: int | None = None) -> tuple[int, int]:
+    """(longest prompt, longest output) in tokens that a planner sizes KV for (CG-BP's s_c,
+    docs/contracts.md §1), counting only admitted requests and their truncated or declared outputs.
+
+    ``prompt`` / ``output`` are length distributions or per-request arrays (a trace window, shape
+    (n,)).  With unknown output lengths the output is ``max_length − longest prompt``, so that
+    prompt + output is the declared ``max_length`` the server reserves (PETALS).  With no admitted
+    request, ``(1, 1)``."""
+    limit = int(max_sequence_tokens)
+    if isinstance(prompt, LengthDist):
+        p_max, p_min, o_max = prompt.max, prompt.min, output.max
+        if output_tokens_known and over_length == "truncate":
+            o_max = min(o_max, limit - p_min)
+    else:
+        adm = admit_lengths(prompt, output, limit, over_length, output_tokens_known, max_length)
+        if not adm.admitted.any():
+            return 1, 1
+        p_max = int(np.asarray(prompt)[adm.admitted].max())
+        o_max = int(adm.output_tokens[adm.admitted].max())
+    if not output_tokens_known:
+        o_max = max(int(max_length if max_length is not None else limit) - p_max, 1)
+    return int(p_max), int(o_max)
+
+
 def parse_length(value: Any, path: str) -> LengthDist:
     """Validate a length: an integer (fixed) or a mapping with ``dist``.
 
@@ -102,4 +198,5 @@ def parse_length(value: Any, path: str) -> LengthDist:
                       low=low, high=v.integer(d, "high", path, minimum=low, maximum=MAX_TOKENS))
 
 
-__all__ = ["LengthDist", "parse_length"]
+__all__ = ["EXCEEDS_MAX_SEQUENCE", "OVER_LENGTH_MODES", "AdmittedLengths", "LengthDist", "admit_lengths", "planning_maxima",
+           "parse_length"]

@@ -41,6 +41,11 @@ MAX_REQUESTS = 200_000
 MIN_ARRIVAL_RATE_PER_S = 1e-9
 #: Largest Poisson arrival rate λ (req/s).
 MAX_ARRIVAL_RATE_PER_S = 1e6
+#: Largest coefficient of variation ``workload.cv`` of Gamma arrivals (the Azure code trace 2023
+#: measures 13.15; docs/scenarios.md).
+MAX_CV = 100.0
+#: Largest ``workload.time_scale`` (arrival-rate multiplier).
+MAX_TIME_SCALE = 1e6
 #: Longest prompt or output length (tokens), and the largest ``max_sequence_tokens``.
 MAX_TOKENS = 10_000_000
 #: Values in a ``dist: choice`` length distribution, and request types in ``split.requests``.

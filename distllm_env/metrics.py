@@ -56,7 +56,9 @@ def summarize(records: Sequence[RequestRecord], capacity_bytes: Sequence[int]) -
         check_record(r)
     reasons = Counter(r.reason for r in records if not r.completed)
     out: dict = {"num_requests": n, "num_completed": len(done), "num_rejected": n - len(done),
-                 "rejected_reasons": dict(sorted(reasons.items()))}
+                 "rejected_reasons": dict(sorted(reasons.items())),
+                 # requests whose output was cut at the maximum sequence / max_length (workload.over_length)
+                 "num_truncated": sum(1 for r in records if getattr(r, "truncated", False))}
     if not done:
         out.update({k: float("nan") for k in (
             "mean_per_token_time_s", "ttft_mean_s", "ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "wait_mean_s",

@@ -24,7 +24,8 @@ from .errors import ScenarioError
 from .simulator import RequestRecord
 
 REQUEST_COLUMNS = ("request_id", "client", "arrival_s", "start_s", "first_token_s", "completion_s", "wait_s",
-                   "prompt_tokens", "output_tokens", "hops", "route", "status", "reason")
+                   "prompt_tokens", "output_tokens", "hops", "route", "status", "reason", "declared_tokens",
+                   "reserved_bytes_per_block")
 
 
 def _num(x: float) -> str:
@@ -41,7 +42,8 @@ def record_row(r: RequestRecord, json_route: bool = False) -> dict[str, Any]:
         "request_id": r.request_id, "client": r.client, "arrival_s": r.arrival_s, "start_s": r.start_s,
         "first_token_s": r.first_token_s, "completion_s": r.completion_s, "wait_s": r.wait_s,
         "prompt_tokens": r.prompt_tokens, "output_tokens": r.output_tokens, "hops": r.hops, "route": route,
-        "status": r.status, "reason": r.reason,
+        "status": r.status, "reason": r.reason, "declared_tokens": r.declared_tokens,
+        "reserved_bytes_per_block": r.kv_bytes_per_block,
     }
 
 
@@ -65,7 +67,8 @@ def check_out_path(path: str | Path, field: str = "--out", sidecar: bool = False
                    ) -> None:
     """Refuse, before any work is done, an output path that cannot be written: an existing directory,
     an existing file that is not writable, a parent that is a file, or a directory that cannot be
-    created or written.  ``sidecar``: also check the CSV sidecar ``PATH.json`` (:func:`sidecar_path`);
+    created or written (missing parent folders are fine: the writers create them, docs/contracts.md
+    §6).  ``sidecar``: also check the CSV sidecar ``PATH.json`` (:func:`sidecar_path`);
     ``extra``: more paths written next to it (e.g. a model's ``PATH.json``).  Raises
     :class:`~distllm_env.errors.ScenarioError` naming ``field`` (exit code 2 in the CLI)."""
     paths = [Path(path)] + ([sidecar_path(path)] if sidecar else []) + [Path(e) for e in extra]

@@ -68,6 +68,19 @@ def static_request_cost_s(prefill_comm, tau_prefill_s, token_cost, tau_decode_s,
     return fixed + per_block * blocks
 
 
+def batched_iteration_time_s(weight_read_s, compute_s, overhead_s=0.0):
+    """One iteration of a continuous-batching server: overhead + max(weight-read time, compute time).
+
+    The roofline model (Williams, Waterman, Patterson, "Roofline", CACM 2009): a kernel takes the
+    larger of its memory time and its compute time.  Applied per iteration of a continuous-batching
+    server (vLLM, Kwon et al., SOSP 2023): the weights of the blocks the batch touches are read once
+    per iteration, while compute grows with the batch's tokens.  Here ``weight_read_s`` is the
+    calibrated batch-1 decode time of those blocks (Σ_blocks τ_j), ``compute_s`` the batch's compute
+    time, ``overhead_s`` a fixed per-iteration cost (docs/model.md "Server models").  Seconds;
+    broadcasts over arrays."""
+    return overhead_s + np.maximum(weight_read_s, compute_s)
+
+
 def weights_bytes(block_bytes: int, count):
     """s_m · m_j: bytes of the hosted blocks' weights."""
     return block_bytes * count
@@ -106,7 +119,7 @@ def petals_throughput_rps(forward_rps, network_rps, count):
 
 
 __all__ = [
-    "cache_slots", "conservative_block_count", "decode_hop_cost_s", "first_token_time_s", "leftover_kv_capacity_bytes",
+    "batched_iteration_time_s", "cache_slots", "conservative_block_count", "decode_hop_cost_s", "first_token_time_s", "leftover_kv_capacity_bytes",
     "petals_throughput_rps", "prefill_comm_s", "prefill_hop_cost_s", "service_time_s",
     "static_request_cost_s", "static_request_cost_terms_s", "token_cost_s", "weights_bytes",
 ]

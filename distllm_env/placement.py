@@ -120,6 +120,10 @@ class CachePolicy:
 
     @classmethod
     def parse(cls, text: "str | CachePolicy") -> "CachePolicy":
+        """``'leftover'`` or ``'fixed_pool(TOKENS)'`` (or a :class:`CachePolicy`, returned as is).
+
+        Raises:
+            ValueError: any other text."""
         if isinstance(text, CachePolicy):
             return text
         if text == "leftover":

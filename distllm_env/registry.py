@@ -194,12 +194,17 @@ def _make(kind: str, spec: Any, scenario, options: Mapping[str, Any] | None, fie
     if isinstance(spec, str):
         opts = dict(_options(scenario, spec)) | dict(options or {})
         if spec in registry:
-            obj = instantiate(load_object(registry[spec], field=field), spec, opts)
+            factory = load_object(registry[spec], field=field)
         elif is_import_path(spec):
-            obj = instantiate(load_object(spec, field=field), spec, opts)
+            factory = load_object(spec, field=field)
         else:
             raise PolicyLoadError(f"{field}: unknown {kind} {spec!r}; expected one of {sorted(registry)} "
                                   "or module:Class")
+        # checked on the class (its attributes) BEFORE it is constructed: an imported class that is no
+        # policy (e.g. subprocess:Popen) must never run with the scenario's options
+        if not callable(getattr(factory, method, None)):
+            raise PolicyLoadError(f"{field}: {spec} has no {signature} method")
+        obj = instantiate(factory, spec, opts)
         label = spec
     else:
         obj, label = spec, str(getattr(spec, "name", type(spec).__name__))
@@ -220,13 +225,22 @@ def make_placement(spec: Any, scenario=None, options: Mapping[str, Any] | None =
 def make_routing(spec: Any, scenario=None, options: Mapping[str, Any] | None = None, *,
                  field: str = "routing") -> Any:
     """A routing policy from a registered name, a ``module:Class`` path, or a policy object (see
-    :func:`make_placement`; the method checked is ``route``)."""
+    :func:`make_placement`; the method checked is ``route``).
+
+    Raises:
+        PolicyLoadError: unknown name, failed import, or no ``route`` method.
+        ScenarioError: bad options."""
     return _make("routing", spec, scenario, options, field)
 
 
 def resolve_placement(spec: Any, scenario=None, *, allow_imports: bool = False, field: str = "placement") -> Any:
     """:func:`make_placement` of ``spec``, or of the scenario's default when ``spec`` is None (checked
-    by :func:`default_placement`, reported at ``policy_defaults.placement``)."""
+    by :func:`default_placement`, reported at ``policy_defaults.placement``).
+
+    Raises:
+        ScenarioError: the scenario's default is an import path and ``allow_imports`` is false, or
+            an option is bad.
+        PolicyLoadError: as :func:`make_placement` (unknown name, failed import, no ``place``)."""
     if spec is None:
         spec = default_placement(scenario, allow_imports=allow_imports)
         field = "policy_defaults.placement"
@@ -234,7 +248,12 @@ def resolve_placement(spec: Any, scenario=None, *, allow_imports: bool = False, 
 
 
 def resolve_routing(spec: Any, scenario=None, *, allow_imports: bool = False, field: str = "routing") -> Any:
-    """:func:`make_routing` of ``spec``, or of the scenario's default when ``spec`` is None."""
+    """:func:`make_routing` of ``spec``, or of the scenario's default when ``spec`` is None.
+
+    Raises:
+        ScenarioError: the scenario's default is an import path and ``allow_imports`` is false, or
+            an option is bad.
+        PolicyLoadError: as :func:`make_routing` (unknown name, failed import, no ``route``)."""
     if spec is None:
         spec = default_routing(scenario, allow_imports=allow_imports)
         field = "policy_defaults.routing"

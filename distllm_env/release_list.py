@@ -115,7 +115,10 @@ class ReleaseList:
 
     def time_reaching(self, x: int) -> float | None:
         """The time of the first pair at which the inclusive prefix sum reaches ``x`` (> 0);
-        ``None`` if the total stays below ``x``."""
+        ``None`` if the total stays below ``x``.
+
+        Raises:
+            AssertionError: only if the chunk sums are internally inconsistent (a bug, never on valid use)."""
         if self.total < x:
             return None
         if not self._P:

@@ -64,6 +64,11 @@ class EpisodeRecord:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EpisodeRecord":
+        """The record read back from :meth:`to_dict` / its JSON form.
+
+        Raises:
+            ValueError: a required field (``env_id``, ``scenario_hash``, ``config``, ``seed``, ``actions``) is
+                missing, or ``format`` is not :data:`RECORD_FORMAT`."""
         missing = [k for k in ("env_id", "scenario_hash", "config", "seed", "actions") if k not in d]
         if missing:
             raise ValueError(f"episode record is missing field(s) {missing}")
@@ -104,7 +109,11 @@ class ReplayResult:
 
 
 def make_env(record: EpisodeRecord, **kwargs):
-    """The environment of ``record`` (``gym.make`` of its id with its scenario, overrides and config)."""
+    """The environment of ``record`` (``gym.make`` of its id with its scenario, overrides and config).
+
+    Raises:
+        ValueError: the record names no scenario (neither ``scenario`` nor ``scenario_raw``).
+        ScenarioError: the scenario, its overrides or the env config do not load (as ``gym.make``)."""
     import gymnasium as gym
 
     from . import envs  # noqa: F401 - registers the ids

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compare import compare
+from .errors import ScenarioError
 
 #: Table III of arXiv 2512.21884, the MATLAB simulator's values (the parentheses), per-token time in s,
 #: keyed (client cluster, policy, λ, l).  Source: the authors' summary of the paper kept in
@@ -69,8 +70,24 @@ def _cell_rows(res, key: dict) -> Cell:
     return Cell(key, ours, std, res.meta)
 
 
-def table3(seeds: list[int], trace: bool = False, progress=None) -> dict:
-    """Run the Table III grid; returns rows with ours, the published simulator value and errors."""
+FIDELITIES = ("contracts", "authors-code")
+
+
+def _fidelity_overrides(fidelity: str) -> list[str]:
+    """``--fidelity``: ``contracts`` adds nothing (the presets' own reading); ``authors-code`` sets the
+    scenario field ``fidelity: authors-code`` (docs/fidelity.md "Fidelity modes").
+
+    Raises:
+        ScenarioError: an unknown mode (path ``--fidelity``)."""
+    if fidelity not in FIDELITIES:
+        raise ScenarioError("--fidelity", f"expected one of {list(FIDELITIES)}, got {fidelity!r}")
+    return [] if fidelity == "contracts" else [f"fidelity={fidelity}"]
+
+
+def table3(seeds: list[int], trace: bool = False, progress=None, fidelity: str = "contracts") -> dict:
+    """Run the Table III grid; returns rows with ours, the published simulator value and errors.
+    ``fidelity``: ``contracts`` or ``authors-code`` (the four readings of the published code)."""
+    extra = _fidelity_overrides(fidelity)
     rows, cells = [], []
     for cluster in (0, 1, 2):
         for lam in RATES:
@@ -81,7 +98,7 @@ def table3(seeds: list[int], trace: bool = False, progress=None) -> dict:
                     overrides += ["workload.arrival=trace", "workload.trace=published-0.1"]
                 else:
                     overrides += ["workload.arrival_rate_per_s=0.1"]
-                res = compare("paper-clustered", list(POLICIES), seeds, overrides)
+                res = compare("paper-clustered", list(POLICIES), seeds, overrides + extra)
                 cell = _cell_rows(res, {"cluster": cluster, "lambda": lam, "l": length})
                 cells.append(cell)
                 for pol in POLICIES:
@@ -118,13 +135,16 @@ def _sessions(res, policy: str):
     return vals[0] if vals and all(v == vals[0] for v in vals) else (vals or None)
 
 
-def table6(seeds: list[int], progress=None) -> dict:
+def table6(seeds: list[int], progress=None, fidelity: str = "contracts") -> dict:
+    """Run the Table VI grid (our numbers and the PETALS → proposed reduction).  ``fidelity`` as in
+    :func:`table3`."""
+    extra = _fidelity_overrides(fidelity)
     rows = []
     for name in ("paper-abovenet", "paper-bellcanada", "paper-gtsce"):
         for lam in RATES:
             for length in LENGTHS:
                 overrides = [f"workload.arrival_rate_per_s={lam}", f"workload.output_tokens={length}"]
-                res = compare(name, list(POLICIES), seeds, overrides)
+                res = compare(name, list(POLICIES), seeds, overrides + extra)
                 ours = {r["policy"]: r for r in res.results}
                 rows.append({"scenario": name, "lambda": lam, "l": length,
                              "petals_s": ours["petals"]["mean_per_token_time_s"],
@@ -154,4 +174,4 @@ def table8(seeds: list[int], progress=None) -> dict:
                                         "the published figures (MATLAB) are shown for context only"}
 
 
-__all__ = ["TABLE3_PUBLISHED_SIM", "TABLE8_PUBLISHED", "table3", "table6", "table8"]
+__all__ = ["FIDELITIES", "TABLE3_PUBLISHED_SIM", "TABLE8_PUBLISHED", "table3", "table6", "table8"]

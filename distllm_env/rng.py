@@ -15,6 +15,10 @@ STREAMS = ("instance", "workload", "policy")
 
 
 def check_seed(seed) -> int:
+    """``seed`` as an ``int`` (numpy integers accepted).
+
+    Raises:
+        ValueError: ``seed`` is a bool, not an integer, or negative."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)

@@ -42,6 +42,8 @@ from .chains import Route, check_route
 from .errors import DistLLMError, RouteError
 from .instance import Instance
 from .placement import PlacementResult, check_memory
+from .records import (REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome,  # noqa: F401
+                      RequestRecord, check_record)
 from .perf import decode_hop_cost_s, prefill_comm_s, prefill_hop_cost_s, service_time_s
 from .reservations import make_book, start_with_backoff
 from .view import ClusterView
@@ -77,64 +79,6 @@ Event = Union[SessionStart, SessionEnd, Arrival]
 #: Deprecated integer event kinds (the heap now holds :data:`Event` objects); kept as aliases of the
 #: priorities for code that imported them.
 START, COMPLETION, ARRIVAL = SessionStart.priority, SessionEnd.priority, Arrival.priority
-
-#: Reasons a committed route is recorded as rejected by the simulator itself.
-REJECT_UNREACHABLE = "unreachable"
-REJECT_NON_FINITE = "non_finite_time"
-REJECT_MEMORY = "insufficient_memory"
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One row of the per-request table (docs/contracts.md §6).  Times are NaN for rejected requests."""
-
-    request_id: int
-    client: int
-    arrival_s: float
-    start_s: float
-    first_token_s: float
-    completion_s: float
-    wait_s: float
-    prompt_tokens: int
-    output_tokens: int
-    hops: int
-    route: Route | None
-    status: str
-    reason: str
-    client_blocks: int = 0
-    kv_bytes_per_block: int = 0
-
-    @property
-    def completed(self) -> bool:
-        return self.status == "completed"
-
-
-@dataclass(frozen=True)
-class ClientPart:
-    """A split decision for one request (split inference, arXiv 2410.10759): the client runs the
-    first ``blocks`` blocks itself, taking ``prefill_s`` for the prompt and ``per_token_s`` per
-    decoded token; the server chain then starts at block ``blocks`` (a dummy source covering them)."""
-
-    blocks: int
-    prefill_s: float = 0.0
-    per_token_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What routing a request on a route would give, before it is committed."""
-
-    start_s: float | None
-    first_token_s: float
-    completion_s: float
-    service_s: float
-    hold_s: float
-    hops: tuple[tuple[int, int], ...]   # (server, bytes)
-
-    @property
-    def feasible(self) -> bool:
-        return self.start_s is not None
-
 
 class Simulation:
     """One run of the simulator over a fixed placement and a list of requests.
@@ -182,7 +126,16 @@ class Simulation:
             self._push(r.arrival_s, Arrival(i))
         self.active_sessions = 0
         self.max_active_sessions = 0
+        self._active_on = [0] * instance.num_servers
         self.view = ClusterView(self)
+
+    def active_sessions_on(self, server: int) -> int:
+        """Sessions holding a span on ``server`` now (started, not yet completed)."""
+        return self._active_on[server]
+
+    def queued_work_s(self, server: int) -> float:
+        """Step time queued on ``server`` now: always 0 s (``independent`` servers never queue)."""
+        return 0.0
 
     def _push(self, t: float, event: Event) -> None:
         heapq.heappush(self._events, (t, event.priority, self._seq, event))
@@ -190,8 +143,9 @@ class Simulation:
 
     # -- stepping ------------------------------------------------------------------------------------
     def next_request(self) -> Request | None:
-        """Pop events up to the next arrival and return that request (``None`` at the end).  Raises
-        :class:`DistLLMError` if the previous request was neither committed nor rejected."""
+        """Pop events up to the next arrival and return that request (``None`` at the end).  A request
+        with ``rejection`` set is recorded rejected with that reason at its arrival, without routing.
+        Raises :class:`DistLLMError` if the previous request was neither committed nor rejected."""
         if self.current_request is not None:
             raise DistLLMError(f"request {self.current_request.id} was neither committed nor rejected")
         while self._events:
@@ -200,11 +154,18 @@ class Simulation:
             if isinstance(event, SessionStart):
                 self.active_sessions += 1
                 self.max_active_sessions = max(self.max_active_sessions, self.active_sessions)
+                for h in self.records[event.request_id].route.hops:
+                    self._active_on[h.server] += 1
             elif isinstance(event, SessionEnd):
                 self.active_sessions -= 1
+                for h in self.records[event.request_id].route.hops:
+                    self._active_on[h.server] -= 1
             else:
                 self.book.advance(self.now_s)
                 self.current_request = self.requests[event.request_id]
+                if self.current_request.rejection:      # e.g. exceeds_max_sequence: never routed
+                    self.reject(self.current_request, str(self.current_request.rejection))
+                    continue
                 return self.current_request
         return None
 
@@ -286,6 +247,7 @@ class Simulation:
             prompt_tokens=request.prompt_tokens, output_tokens=request.output_tokens, hops=len(route),
             route=route, status="completed", reason="", client_blocks=request.client_blocks,
             kv_bytes_per_block=self.instance.model.kv_bytes_per_block(request.prompt_tokens, request.output_tokens),
+            declared_tokens=int(request.declared_output_tokens),
         )
         self.records[request.id] = rec
         self.current_request = None
@@ -301,6 +263,7 @@ class Simulation:
             first_token_s=nan, completion_s=nan, wait_s=nan, prompt_tokens=request.prompt_tokens,
             output_tokens=request.output_tokens, hops=len(route) if route is not None else 0, route=route,
             status="rejected", reason=reason, client_blocks=request.client_blocks,
+            declared_tokens=int(request.declared_output_tokens),
         )
         self.records[request.id] = rec
         self.current_request = None
@@ -344,16 +307,38 @@ class Simulation:
         return records  # type: ignore[return-value]
 
 
-def check_record(r: RequestRecord) -> None:
-    """Invariant of the per-request table: a completed record has finite times with
-    arrival ≤ start ≤ first token ≤ completion.  Raises ``AssertionError`` otherwise (a simulator
-    bug, never bad input)."""
-    if r.completed:
-        times = (r.arrival_s, r.start_s, r.first_token_s, r.completion_s)
-        assert all(math.isfinite(x) for x in times), f"request {r.request_id} completed with times {times}"
-        assert r.arrival_s <= r.start_s <= r.first_token_s <= r.completion_s, \
-            f"request {r.request_id} completed with unordered times {times}"
+def uses_live_engine(instance: Instance, requests: Sequence[Request]) -> bool:
+    """Whether the scenario needs the live engine (:mod:`distllm_env.live`): a ``serial`` or
+    ``batched`` server model, or any request whose output length is not known in advance
+    (``workload.output_tokens_known: false``)."""
+    sim = instance.scenario.simulator
+    if getattr(sim, "server_model", "independent") != "independent":
+        return True
+    if not getattr(instance.scenario.workload, "output_tokens_known", True):
+        return True
+    return any(not r.output_tokens_known or r.declared_output_tokens != r.output_tokens for r in requests)
+
+
+def new_simulation(instance: Instance, placement_result: PlacementResult, requests: Sequence[Request], *,
+                   reservation: str = "calendar", backoff: bool = True, allocation_delay_s: float = 0.0,
+                   engine: str | None = None):
+    """The simulation for ``instance``'s scenario: the analytic :class:`Simulation` for
+    ``simulator.server_model: independent`` with known lengths (every ``paper-*`` preset, bit-identical
+    to before), else :class:`~distllm_env.live.engine.LiveSimulation` (docs/architecture.md "How the
+    core grows").  The engine follows the scenario, never the caller; ``engine="live"`` forces the
+    live engine (tests only: it must reproduce the analytic records exactly).  Raises what the chosen
+    engine raises."""
+    from .live.engine import LiveSimulation
+
+    sim_spec = instance.scenario.simulator
+    if engine == "live" or uses_live_engine(instance, requests):
+        return LiveSimulation(instance, placement_result, requests, reservation=reservation, backoff=backoff,
+                              allocation_delay_s=allocation_delay_s,
+                              server_model=getattr(sim_spec, "server_model", "independent"),
+                              batched_step_overhead_s=getattr(sim_spec, "batched_step_overhead_ms", 0.0) / 1000.0)
+    return Simulation(instance, placement_result, requests, reservation=reservation, backoff=backoff,
+                      allocation_delay_s=allocation_delay_s)
 
 
 __all__ = ["Arrival", "ClientPart", "Event", "Outcome", "REJECT_MEMORY", "REJECT_NON_FINITE", "REJECT_UNREACHABLE",
-           "RequestRecord", "SessionEnd", "SessionStart", "Simulation", "check_record"]
+           "RequestRecord", "SessionEnd", "SessionStart", "Simulation", "check_record", "new_simulation", "uses_live_engine"]

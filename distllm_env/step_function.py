@@ -243,7 +243,10 @@ class StepFunction:
     def first_at_or_below(self, limit: int, t: float) -> float:
         """The earliest time ≥ ``t`` whose segment has level ≤ ``limit`` (``t`` itself if its own
         segment qualifies, else the start of the first later segment that does; ``inf`` if none).
-        Chunks entirely above the limit are skipped through the chunk tree, O(log chunks)."""
+        Chunks entirely above the limit are skipped through the chunk tree, O(log chunks).
+
+        Raises:
+            AssertionError: only if the chunk tree is internally inconsistent (a bug, never on valid use)."""
         c0, i0 = self._containing(t)
         lim = limit - self.lz[c0]
         lv = self.lv[c0]

@@ -35,8 +35,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .commands.common import format_table
-from .compare import ComparePolicy, compare
-from .errors import PolicyLoadError
+from .compare import ComparePolicy, compare, construct_policy
+from .errors import PolicyLoadError, ScenarioError
 from .imports import load_object
 from .registry import (PLACEMENT_POLICIES, PRESETS, ROUTING_POLICIES, default_placement, default_routing, family_of,
                        split_policy_spec)
@@ -51,12 +51,7 @@ def _label(x: Any) -> str:
 
 
 def _as_object(obj: Any, spec: Any) -> Any:
-    if isinstance(obj, type):
-        try:
-            obj = obj()
-        except TypeError as exc:
-            raise PolicyLoadError(f"cannot construct policy {spec!r} without arguments: {exc}") from None
-    return obj
+    return construct_policy(obj, spec)
 
 
 def _parts(spec: Any) -> tuple[str, Any, Any, str]:
@@ -93,17 +88,18 @@ def _parts_of_object(obj: Any, label: str) -> tuple[str, Any, Any, str]:
 def fair_pair(policy: Any, baseline: Any, scenario: Any, *, placement: Any = None, routing: Any = None,
               decision: str | None = None) -> tuple[ComparePolicy, ComparePolicy, str]:
     """The two compare policies :func:`assert_beats` runs (see the module docstring), and the decision
-    compared.  Raises :class:`ValueError` for a bad ``decision`` or a ``placement``/``routing`` given for
+    compared.  Raises :class:`~distllm_env.errors.ScenarioError` (a ``ValueError``; path ``decision``,
+    ``placement`` or ``routing``) for a bad or missing ``decision`` or a ``placement``/``routing`` given for
     an end-to-end comparison, :class:`~distllm_env.errors.PolicyLoadError` for an unknown policy."""
     if decision is not None and decision not in DECISIONS:
-        raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
+        raise ScenarioError("decision", f"expected one of {DECISIONS}, got {decision!r}")
     p_label, p_place, p_route, p_dec = _parts(policy)
     b_label, b_place, b_route, b_dec = _parts(baseline)
     dec = decision or p_dec
     if p_dec == "ambiguous":
         dec = decision or (b_dec if b_dec in ("routing", "placement") else "")
         if dec not in ("routing", "placement"):
-            raise ValueError(f"{p_label!r} names both a router and a placement: pass decision='routing' or "
+            raise ScenarioError("decision", f"{p_label!r} names both a router and a placement: pass decision='routing' or "
                              "decision='placement'")
         p_place, p_route = (None, p_route) if dec == "routing" else (p_place, None)
     if dec == "routing":
@@ -111,7 +107,7 @@ def fair_pair(policy: Any, baseline: Any, scenario: Any, *, placement: Any = Non
             raise PolicyLoadError(f"routing comparison: {p_label!r} and {b_label!r} must both provide a router")
         shared = placement if placement is not None else p_place if p_place is not None else default_placement(scenario)
         if routing is not None:
-            raise ValueError("routing= is only for comparing placements; give placement= for a router")
+            raise ScenarioError("routing", "routing= is only for comparing placements; give placement= for a router")
         pair = (ComparePolicy(f"{_label(shared)}+{p_label}", shared, p_route, family_of(shared, p_route)),
                 ComparePolicy(f"{_label(shared)}+{_label(b_route)}", shared, b_route, family_of(shared, b_route)))
     elif dec == "placement":
@@ -119,12 +115,12 @@ def fair_pair(policy: Any, baseline: Any, scenario: Any, *, placement: Any = Non
             raise PolicyLoadError(f"placement comparison: {p_label!r} and {b_label!r} must both provide a placement")
         shared = routing if routing is not None else p_route if p_route is not None else default_routing(scenario)
         if placement is not None:
-            raise ValueError("placement= is only for comparing routers; give routing= for a placement")
+            raise ScenarioError("placement", "placement= is only for comparing routers; give routing= for a placement")
         pair = (ComparePolicy(f"{p_label}+{_label(shared)}", p_place, shared, family_of(p_place, shared)),
                 ComparePolicy(f"{_label(b_place)}+{_label(shared)}", b_place, shared, family_of(b_place, shared)))
     else:
         if placement is not None or routing is not None:
-            raise ValueError(f"{p_label!r} makes both decisions: placement=/routing= apply only to a router or a "
+            raise ScenarioError("decision", f"{p_label!r} makes both decisions: placement=/routing= apply only to a router or a "
                              "placement (or pass decision='routing'/'placement')")
         pair = tuple(ComparePolicy(lbl, pl or default_placement(scenario), rt or default_routing(scenario),
                                    family_of(pl, rt) if isinstance(pl, str) and isinstance(rt, str) else "default")
@@ -146,13 +142,14 @@ def assert_beats(policy: Any, baseline: Any, scenario: Any, seeds: Iterable[int]
     Returns the summary ``{"policy", "baseline", "decision", "policy_mean_s", "baseline_mean_s",
     "threshold_s", "margin", "seeds", "reduction"}`` (times in s per output token; reduction = 1 −
     policy/baseline).  Raises :class:`AssertionError` (with the per-seed table) when it does not beat
-    it, :class:`ValueError` for a margin outside [0, 1), no seeds or a bad ``decision``, and
+    it, :class:`~distllm_env.errors.ScenarioError` (a ``ValueError``; path ``margin``, ``seeds``,
+    ``decision``…) for a margin outside [0, 1), no seeds or a bad or missing ``decision``, and
     :class:`~distllm_env.errors.DistLLMError` subclasses for a bad scenario or policy."""
     if not 0.0 <= margin < 1.0:
-        raise ValueError(f"margin must be in [0, 1), got {margin}")
+        raise ScenarioError("margin", f"expected a value in [0, 1), got {margin}")
     seeds = [int(s) for s in seeds]
     if not seeds:
-        raise ValueError("seeds must not be empty")
+        raise ScenarioError("seeds", "expected at least one seed")
     sc = load_scenario(scenario, overrides)
     cand, base, dec = fair_pair(policy, baseline, sc, placement=placement, routing=routing, decision=decision)
     res = compare(sc, [cand, base], seeds, allocation_delays={} if allocation_delays is None else allocation_delays)

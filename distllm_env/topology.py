@@ -8,7 +8,6 @@ graph for users who want networkx.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +19,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
+from .cities import (EARTH_RADIUS_KM, City, _duplicate_mask, _jitter, great_circle_km, known_cities, known_regions,
+                     unknown_city_message, world_cities)
 from .errors import ScenarioError
 from .limits import MAX_GRAPH_EDGES, MAX_TOPOLOGY_NODES, MAX_TRACE_BYTES
 
@@ -29,7 +30,6 @@ FIBRE_KM_PER_MS = 200.0
 #: reported by Singla et al., "The Internet at the Speed of Light", HotNets 2014).  The geo
 #: generator's one-way delay is great-circle km × ROUTE_FACTOR / FIBRE_KM_PER_MS.
 ROUTE_FACTOR = 1.5
-EARTH_RADIUS_KM = 6371.0
 
 REPETITA_TOPOLOGIES = ("Abvt", "Bellcanada", "GtsCe")
 
@@ -52,7 +52,10 @@ class Topology:
         return len(self.nodes)
 
     def index(self, node: "str | int", path: str = "node") -> int:
-        """Index of a node given by name, or by integer index."""
+        """Index of a node given by name, or by integer index.
+
+        Raises:
+            ScenarioError: (path ``path``) the node name is not in the topology, or the index is out of range."""
         if isinstance(node, (int, np.integer)) and not isinstance(node, bool):
             if 0 <= int(node) < self.num_nodes:
                 return int(node)
@@ -192,7 +195,11 @@ def parse_repetita(text: str, name: str = "repetita", source: str | None = None)
 
 @lru_cache(maxsize=8)
 def load_repetita(name: str) -> Topology:
-    """Load a shipped Repetita topology (``Abvt``, ``Bellcanada``, ``GtsCe``) or a ``.graph`` path."""
+    """Load a shipped Repetita topology (``Abvt``, ``Bellcanada``, ``GtsCe``) or a ``.graph`` path.
+
+    Raises:
+        ScenarioError: (path ``topology.repetita``) the file does not exist or cannot be read, is larger
+            than ``MAX_TRACE_BYTES``, is not UTF-8, or is not a valid ``.graph`` file."""
     if name in REPETITA_TOPOLOGIES:
         text = resources.files("distllm_env").joinpath(f"data/topologies/{name}.graph").read_text()
         return parse_repetita(text, name)
@@ -225,6 +232,10 @@ def clustered_topology(sizes: Sequence[int], intra_rtt_s: float = 0.005, inter_r
     Links inside a cluster have one-way delay intra_rtt/2, links between clusters inter_rtt/2, so the
     RTT between two nodes is 5 ms inside a cluster and 100 ms across (the paper's clustered setting,
     docs/contracts.md §4; docs/contracts.md §1).  Bandwidth is folded into the fitted overheads (docs/model.md §4.1).
+
+    Raises:
+        ScenarioError: the cluster sizes sum to more than ``MAX_TOPOLOGY_NODES`` (path
+            ``topology.clusters.sizes``).
     """
     if sum(sizes) > MAX_TOPOLOGY_NODES:
         raise ScenarioError("topology.clusters.sizes", f"{sum(sizes)} nodes in all; at most {MAX_TOPOLOGY_NODES}")
@@ -248,50 +259,6 @@ def clustered_topology(sizes: Sequence[int], intra_rtt_s: float = 0.005, inter_r
 # Random geographic topologies
 # --------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class City:
-    name: str
-    region: str
-    lat: float
-    lon: float
-
-
-@lru_cache(maxsize=1)
-def world_cities() -> tuple[City, ...]:
-    text = resources.files("distllm_env").joinpath("data/cities.csv").read_text()
-    rows = csv.DictReader(ln for ln in text.splitlines() if not ln.startswith("#"))
-    return tuple(City(r["name"], r["region"], float(r["lat"]), float(r["lon"])) for r in rows)
-
-
-def unknown_city_message(name) -> str:
-    """The error text for a city that is not shipped (the full list is in docs/scenarios.md)."""
-    shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:39] + "…"
-    names = sorted(c.name for c in world_cities())
-    return (f"unknown city {shown}; {len(names)} shipped cities are listed in docs/scenarios.md "
-            f"({', '.join(names[:5])}, …)")
-
-
-@lru_cache(maxsize=1)
-def known_cities() -> frozenset[str]:
-    """Names of the shipped cities (``topology.geo.cities`` values)."""
-    return frozenset(c.name for c in world_cities())
-
-
-@lru_cache(maxsize=1)
-def known_regions() -> tuple[str, ...]:
-    """The regions of the shipped cities (``topology.geo.regions`` values), sorted."""
-    return tuple(sorted({c.region for c in world_cities()}))
-
-
-def great_circle_km(lat1, lon1, lat2, lon2):
-    """Haversine distance on a sphere of radius 6,371 km."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi = p2 - p1
-    dlmb = np.radians(lon2) - np.radians(lon1)
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-
-
 def geo_topology(
     rng: np.random.Generator | None = None,
     *,
@@ -311,6 +278,11 @@ def geo_topology(
     ``regions``), with repeats jittered by up to ``jitter_km`` so co-located nodes stay distinct.
     Each node links to its ``k_nearest`` nearest neighbours, and a minimum spanning tree is added so
     the graph is connected.
+
+    Raises:
+        ScenarioError: more than ``MAX_TOPOLOGY_NODES`` cities or nodes, neither ``cities`` nor
+            ``num_nodes`` with ``rng``, an unknown region or city, or regions with no city (path
+            ``topology.geo.<field>``).
     """
     table = world_cities()
     by_name = {c.name: c for c in table}
@@ -374,28 +346,8 @@ def geo_topology(
     )
 
 
-def _duplicate_mask(names: list[str]) -> np.ndarray:
-    seen, out = set(), []
-    for nm in names:
-        out.append(nm in seen)
-        seen.add(nm)
-    return np.asarray(out, dtype=bool)
-
-
-def _jitter(rng, lat, lon, jitter_km, mask):
-    if not mask.any():
-        return lat, lon
-    k = int(mask.sum())
-    r = jitter_km * np.sqrt(rng.random(k))
-    theta = rng.random(k) * 2 * math.pi
-    lat, lon = lat.copy(), lon.copy()
-    lat[mask] += (r * np.cos(theta)) / 111.0
-    lon[mask] += (r * np.sin(theta)) / (111.0 * np.maximum(np.cos(np.radians(lat[mask])), 0.05))
-    return lat, lon
-
-
 __all__ = [
     "City", "FIBRE_KM_PER_MS", "known_cities", "known_regions", "unknown_city_message", "REPETITA_TOPOLOGIES", "ROUTE_FACTOR", "Topology", "cluster_node_name",
     "clustered_topology", "geo_topology", "great_circle_km", "load_repetita", "parse_repetita",
-    "world_cities",
+    "world_cities", "EARTH_RADIUS_KM",
 ]

@@ -4,12 +4,20 @@
   ``published-0.1`` (100 gaps, drawn at λ = 0.1 req/s) and ``published-0.5`` (50 gaps, λ = 0.5 req/s).
   They are one row of tab-separated inter-arrival gaps in **milliseconds**, the first gap 0
   (distllm_env/data/calibration/SOURCE.md).  Arrival r is the cumulative sum of gaps 0..r.
+* The Azure LLM inference traces 2023 (CC-BY 4.0; Patel et al., "Splitwise", ISCA 2024) ship gzipped
+  as ``azure-conv-2023`` (19,366 requests) and ``azure-code-2023`` (8,819 requests)
+  (distllm_env/data/traces/SOURCE.md).  Their ``TIMESTAMP`` becomes ``arrival_s`` relative to the
+  first request, ``ContextTokens`` the prompt and ``GeneratedTokens`` the output length.
 * User traces are CSV files ``arrival_s,prompt_tokens,output_tokens[,client]`` with that header.
+
+No length is checked against a model here: :func:`distllm_env.lengths.admit_lengths` is the one
+over-length check every request goes through (docs/scenarios.md, "Over-length requests").
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,6 +33,12 @@ PUBLISHED_TRACES = {
     "published-0.1": ("inter_arrivals.txt", 0.1),
     "published-0.5": ("inter_arrivals_large.txt", 0.5),
 }
+#: Built-in Azure LLM inference traces 2023 (name → gzipped CSV in distllm_env/data/traces/).
+AZURE_TRACES = {
+    "azure-conv-2023": "azure_conv_2023.csv.gz",
+    "azure-code-2023": "azure_code_2023.csv.gz",
+}
+BUILTIN_TRACES = (*PUBLISHED_TRACES, *AZURE_TRACES)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,19 +128,83 @@ def parse_csv_trace(text: str, name: str) -> Trace:
                  client=np.asarray(cli, dtype=np.int64) if cli else None)
 
 
+def parse_azure_trace(text: str, name: str) -> Trace:
+    """Read an Azure LLM inference trace (``TIMESTAMP,ContextTokens,GeneratedTokens``): arrival times
+    in seconds relative to the first request (timestamps at 100 ns resolution), prompt and output
+    tokens per request.
+
+    Raises:
+        ScenarioError: path ``workload.trace``: a bad header, timestamp or length, timestamps out of
+            order, or more than ``MAX_REQUESTS`` rows."""
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or [c.strip() for c in rows[0]] != ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]:
+        raise ScenarioError("workload.trace", f"{name}: header must be TIMESTAMP,ContextTokens,GeneratedTokens")
+    rows = rows[1:]
+    if not rows:
+        raise ScenarioError("workload.trace", f"{name}: trace is empty")
+    if len(rows) > MAX_REQUESTS:
+        raise ScenarioError("workload.trace", f"{name}: more than {MAX_REQUESTS} rows")
+    try:
+        stamps = np.array([r[0] for r in rows], dtype="datetime64[ns]")
+        lengths = np.array([[int(r[1]), int(r[2])] for r in rows], dtype=np.int64)
+    except (IndexError, ValueError) as exc:
+        raise ScenarioError("workload.trace", f"{name}: not TIMESTAMP,ContextTokens,GeneratedTokens rows: "
+                                              f"{_short(str(exc))}") from None
+    if np.any(lengths < 1) or np.any(lengths > MAX_TOKENS):
+        raise ScenarioError("workload.trace", f"{name}: token counts must be in [1, {MAX_TOKENS}]")
+    arrival_s = (stamps - stamps[0]).astype(np.int64) * 1e-9
+    if np.any(np.diff(arrival_s) < 0):
+        raise ScenarioError("workload.trace", f"{name}: timestamps must be non-decreasing")
+    span = float(arrival_s[-1])
+    return Trace(name=name, arrival_s=arrival_s, prompt_tokens=lengths[:, 0].copy(),
+                 output_tokens=lengths[:, 1].copy(), nominal_rate_per_s=len(rows) / span if span > 0 else None)
+
+
+def trace_window(trace: Trace, offset_requests: int = 0, offset_s: float = 0.0,
+                 num_requests: int | None = None) -> tuple[int, int]:
+    """Index range ``[start, stop)`` of a trace window: skip the first ``offset_requests`` requests,
+    or every request arriving before ``offset_s`` seconds (relative to the trace's first request),
+    then take the next ``num_requests`` (all remaining when None).  Callers shift arrival times so
+    the window's first request arrives at 0.
+
+    Raises:
+        ScenarioError: path ``workload.trace_offset`` (window empty) or ``workload.num_requests``
+            (fewer requests in the window than asked for)."""
+    n = len(trace.arrival_s)
+    start = int(offset_requests)
+    if offset_s > 0:
+        start = int(np.searchsorted(trace.arrival_s, trace.arrival_s[0] + offset_s, side="left"))
+    if start >= n:
+        raise ScenarioError("workload.trace_offset", f"trace {_short(trace.name)} holds {n} requests; the offset "
+                                                     "leaves none")
+    if num_requests is None:
+        return start, n
+    if start + num_requests > n:
+        raise ScenarioError("workload.num_requests", f"trace {_short(trace.name)} holds {n - start} requests after the "
+                                                     f"offset, asked for {num_requests}")
+    return start, start + int(num_requests)
+
+
 @lru_cache(maxsize=32)
 def load_trace(name: str, base_dir: str | None = None) -> Trace:
-    """Load a shipped published trace by name, or a CSV trace by path (relative to ``base_dir``)."""
+    """Load a built-in trace by name (``published-0.1``, ``published-0.5``, ``azure-conv-2023``,
+    ``azure-code-2023``; no network), or a CSV trace by path (relative to ``base_dir``).
+
+    Raises:
+        ScenarioError: path ``workload.trace``: an unknown name or a malformed file."""
     if name in PUBLISHED_TRACES:
         file, rate = PUBLISHED_TRACES[name]
         text = resources.files("distllm_env").joinpath(f"data/traces/{file}").read_text()
         tr = parse_published_gaps(text, name)
         return Trace(name=name, arrival_s=tr.arrival_s, nominal_rate_per_s=rate)
+    if name in AZURE_TRACES:
+        data = resources.files("distllm_env").joinpath(f"data/traces/{AZURE_TRACES[name]}").read_bytes()
+        return parse_azure_trace(gzip.decompress(data).decode("utf-8"), name)
     p = Path(name)
     if not p.is_absolute() and base_dir is not None:
         p = Path(base_dir) / p
     if not p.is_file():
-        raise ScenarioError("workload.trace", f"unknown trace {_short(repr(name))}; expected one of {list(PUBLISHED_TRACES)} "
+        raise ScenarioError("workload.trace", f"unknown trace {_short(repr(name))}; expected one of {list(BUILTIN_TRACES)} "
                                               "or a CSV file path")
     if p.stat().st_size > MAX_TRACE_BYTES:
         raise ScenarioError("workload.trace", f"{_short(str(p))}: larger than {MAX_TRACE_BYTES} bytes")
@@ -141,4 +219,5 @@ def load_trace(name: str, base_dir: str | None = None) -> Trace:
     return parse_published_gaps(text, str(p))
 
 
-__all__ = ["PUBLISHED_TRACES", "Trace", "load_trace", "parse_csv_trace", "parse_published_gaps"]
+__all__ = ["AZURE_TRACES", "BUILTIN_TRACES", "PUBLISHED_TRACES", "Trace", "load_trace", "parse_azure_trace",
+           "parse_csv_trace", "parse_published_gaps", "trace_window"]

@@ -42,6 +42,10 @@ def join(path: str, key: "str | int") -> str:
 
 
 def mapping(value: Any, path: str) -> dict:
+    """``value`` as a ``dict`` (``None`` → ``{}``).
+
+    Raises:
+        ScenarioError: (path ``path``) ``value`` is not a mapping, or has a non-string key."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -53,6 +57,11 @@ def mapping(value: Any, path: str) -> dict:
 
 
 def check_keys(d: Mapping, path: str, allowed: Iterable[str], required: Iterable[str] = ()) -> None:
+    """Check that ``d`` has only ``allowed`` keys and every ``required`` one.
+
+    Raises:
+        ScenarioError: an unknown key (path ``path.key``, listing the allowed ones) or a missing
+            required key."""
     allowed = list(allowed)
     for k in d:
         if k not in allowed:
@@ -132,6 +141,11 @@ def scaled(value: float, scale: float, path: str, integer: bool = False) -> "flo
 
 
 def string(d: Mapping, key: str, path: str, default: Any = MISSING, choices: Iterable[str] | None = None) -> str:
+    """``d[key]`` (or ``default``) as a string, one of ``choices`` if given.
+
+    Raises:
+        ScenarioError: (path ``path.key``) a required key is missing, the value is not a string, or
+            not one of ``choices``."""
     v = _get(d, key, path, default)
     if not isinstance(v, str):
         raise ScenarioError(join(path, key), f"expected a string, got {short(v)}")
@@ -150,6 +164,10 @@ def check_string(v: Any, path: str) -> str:
 
 
 def boolean(d: Mapping, key: str, path: str, default: Any = MISSING) -> bool:
+    """``d[key]`` (or ``default``) as a bool.
+
+    Raises:
+        ScenarioError: (path ``path.key``) a required key is missing or the value is not ``true``/``false``."""
     v = _get(d, key, path, default)
     if not isinstance(v, bool):
         raise ScenarioError(join(path, key), f"expected true or false, got {short(v)}")

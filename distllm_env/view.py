@@ -13,6 +13,7 @@ import numpy as np
 from .chains import ChainDAG, HopCost, Route, route_from_chain
 from .perf import static_request_cost_terms_s
 from .reservations import ReservationBook
+from .scenario.fidelity import scenario_fidelity
 
 if TYPE_CHECKING:  # pragma: no cover
     from .instance import Instance
@@ -32,6 +33,10 @@ class SimulationState(Protocol):
     book: ReservationBook
     now_s: float
     current_request: "Request | None"
+
+    def active_sessions_on(self, server: int) -> int: ...
+
+    def queued_work_s(self, server: int) -> float: ...
 
 
 class ClusterView:
@@ -105,13 +110,25 @@ class ClusterView:
         (under ``published`` accounting: after each future release)."""
         return self._sim.book.free_profile(server, self.now_s)
 
+    # -- load (server contention, docs/contracts.md §7) ----------------------------------------------
+    def active_sessions(self, server: int) -> int:
+        """Sessions holding a span on ``server`` now (admitted, not yet completed)."""
+        return int(self._sim.active_sessions_on(server))
+
+    def queued_work_s(self, server: int) -> float:
+        """Step time (s) queued or in service on ``server`` now: 0 under ``independent``; under
+        ``serial`` the server's busy-until − now; under ``batched`` the running iteration's rest plus one
+        iteration of the waiting steps."""
+        return float(self._sim.queued_work_s(server))
+
     # -- chains --------------------------------------------------------------------------------------
     def feasible_dag(self, client: int = 0, client_blocks: int = 0) -> ChainDAG:
         """The block-ordered DAG of Lemma-1-feasible hops (its structure does not depend on the
         client; costs do)."""
         dag = self._dags.get(client_blocks)
         if dag is None:
-            dag = self._dags[client_blocks] = ChainDAG(self.placement, client_blocks)
+            ties = scenario_fidelity(self.instance.scenario).path_ties     # docs/fidelity.md, reading 4
+            dag = self._dags[client_blocks] = ChainDAG(self.placement, client_blocks, ties=ties)
         return dag
 
     def decode_cost(self, client: int) -> HopCost:

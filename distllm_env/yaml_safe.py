@@ -67,6 +67,11 @@ class DataLoader(yaml.SafeLoader):
 
     # --- composition: aliases, depth, duplicate keys ---------------------------------------------
     def compose_node(self, parent, index):
+        """Compose one node, refusing aliases and nesting deeper than ``MAX_YAML_DEPTH``.
+
+        Raises:
+            yaml.MarkedYAMLError: (a private subclass carrying the dotted field path) on an alias or too
+                deep a nesting; :func:`load_yaml_text` turns it into a :class:`ScenarioError`."""
         if self.check_event(AliasEvent):
             event = self.get_event()
             raise _DataError(self._field(), f"YAML aliases (*{event.anchor}) are not allowed in data files; "
@@ -91,6 +96,11 @@ class DataLoader(yaml.SafeLoader):
         return node
 
     def compose_mapping_node(self, anchor):
+        """Compose a mapping, refusing a key that appears twice.
+
+        Raises:
+            yaml.MarkedYAMLError: (a private subclass carrying the key's dotted path) on a duplicate key;
+                :func:`load_yaml_text` turns it into a :class:`ScenarioError`."""
         start = self.get_event()
         tag = start.tag
         if tag is None or tag == "!":
@@ -120,12 +130,20 @@ class DataLoader(yaml.SafeLoader):
 
     # --- construction: only inert types ----------------------------------------------------------
     def construct_yaml_int(self, node):
+        """An ``int`` scalar, refusing one too long for Python's int parser.
+
+        Raises:
+            yaml.constructor.ConstructorError: the integer literal is too large to convert."""
         try:
             return super().construct_yaml_int(node)
         except ValueError:
             raise ConstructorError(None, None, f"integer {_short(node.value)} is too large", node.start_mark) from None
 
     def refuse_tag(self, node):
+        """Constructor for every tag outside plain data.
+
+        Raises:
+            yaml.constructor.ConstructorError: always (the tag is not allowed in data files)."""
         raise ConstructorError(None, None, f"tag {_short(repr(node.tag), 60)} is not allowed in data files", node.start_mark)
 
 
@@ -190,7 +208,10 @@ def load_yaml_text(text: str, source: str = "<yaml>") -> Any:
 
 
 def load_yaml_bytes(data: bytes, source: str = "<yaml>") -> Any:
-    """:func:`load_yaml_text` of ``data`` decoded with :func:`decode_utf8`."""
+    """:func:`load_yaml_text` of ``data`` decoded with :func:`decode_utf8`.
+
+    Raises:
+        ScenarioError: ``data`` is larger than ``MAX_YAML_BYTES``, not UTF-8, or as :func:`load_yaml_text`."""
     if len(data) > MAX_YAML_BYTES:
         raise ScenarioError(source, f"larger than {MAX_YAML_BYTES} bytes; data files are limited to that size")
     return load_yaml_text(decode_utf8(data, source), source)
@@ -213,9 +234,18 @@ def load_yaml_file(path: "str | os.PathLike", source: str | None = None) -> Any:
     return load_yaml_bytes(data, src)
 
 
+class _DataDumper(yaml.SafeDumper):
+    """``SafeDumper`` that also quotes strings :class:`DataLoader` would read as YAML 1.2 floats
+    (``"1e3"``), so that :func:`dump_yaml` and :func:`load_yaml_text` round-trip."""
+
+
+_DataDumper.add_implicit_resolver(_FLOAT_TAG, FLOAT_RE, list("-+0123456789."))
+
+
 def dump_yaml(data: Any) -> str:
-    """``data`` (plain dicts, lists and scalars) as block YAML, keys in insertion order."""
-    return yaml.safe_dump(data, sort_keys=False)
+    """``data`` (plain dicts, lists and scalars) as block YAML, keys in insertion order; reads back
+    unchanged with :func:`load_yaml_text`."""
+    return yaml.dump(data, Dumper=_DataDumper, sort_keys=False)
 
 
 def parse_float_literal(text: str) -> float | None:

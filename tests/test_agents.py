@@ -454,3 +454,27 @@ def test_tensorboard_without_the_package_is_a_clean_error(tmp_path, capsys):
                  "--out", str(tmp_path / "m.zip")]) == 2
     err = capsys.readouterr().err
     assert "tensorboard" in err and "distllm-env[tensorboard]" in err and "not part of any extra" not in err
+
+
+def test_hyperparams_and_env_config_values_use_the_data_yaml_reader(tmp_path):
+    """``--hyperparams`` / ``--env-config`` values and agent YAML files go through the one data reader
+    (distllm_env.yaml_safe): YAML 1.2 floats (``1e3`` is a number), no aliases, no duplicate keys,
+    no tags; an empty value is None."""
+    from distllm_env.agents.hyperparams import parse_assignments
+
+    got = parse_assignments(["learning_rate=3e-4", "n_steps=1e3", "gamma=.99", "note=", "net=[64, 64]"],
+                            "--hyperparams")
+    assert got == {"learning_rate": 3e-4, "n_steps": 1000.0, "gamma": 0.99, "note": None, "net": [64, 64]}
+    assert isinstance(got["n_steps"], float)
+    for bad in ("x=!!python/object:os.system ls", "x={a: 1, a: 2}", "x=[&a 1, *a]"):
+        with pytest.raises(ScenarioError) as exc:
+            parse_assignments([bad], "--env-config")
+        assert "\n" not in str(exc.value)
+    f = tmp_path / "hp.yml"
+    f.write_text("default:\n  n_steps: 8\n  n_steps: 16\n")
+    with pytest.raises(ScenarioError) as exc:
+        load_hyperparams("ppo", ROUTING_TINY, f)
+    assert "duplicate key" in str(exc.value) and exc.value.path == "default.n_steps"
+    f.write_text("default:\n  n_steps: 1e3\n  learning_rate: 1e-3\n")
+    hp = load_hyperparams("ppo", ROUTING_TINY, f)
+    assert hp.n_timesteps is None and hp.raw["n_steps"] == 1000.0 and hp.algo_kwargs["learning_rate"] == 1e-3

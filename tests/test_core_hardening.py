@@ -212,3 +212,58 @@ def test_huge_allocation_delays_with_backoff_return(mode):
         check_record(r)
         k = backoff_index(r.start_s - r.arrival_s)
         assert r.start_s == r.arrival_s + backoff_instant_s(k)          # starts on a retry instant
+
+
+def test_routing_env_never_offers_a_chain_through_an_unreachable_server(island, monkeypatch):
+    """The RequestRouting env's candidates (hence its action mask) exclude every chain through a server
+    the request's client cannot reach, even when the cost model prices such a chain finitely (here
+    patched to do so); every request is accounted for and none is rejected ``unreachable``."""
+    import gymnasium as gym
+
+    from distllm_env.view import ClusterView
+
+    original = ClusterView.static_cost
+
+    def finite_static_cost(self, request):     # the pre-issue-9 cost: blind to reachability
+        cost = original(self, request)
+        return type(cost)(fixed_s=np.where(np.isfinite(cost.fixed_s), cost.fixed_s, 0.0),
+                          per_block_s=np.where(np.isfinite(cost.per_block_s), cost.per_block_s, 0.0))
+
+    monkeypatch.setattr(ClusterView, "static_cost", finite_static_cost)
+    offered_by_cost = masked_in = 0
+    for seed in range(6):
+        env = gym.make("distllm/RequestRouting-v0", scenario=island, config={"placement": "random"})
+        env.reset(seed=seed)
+        u = env.unwrapped
+        assert not u.view.reachable(0)[3] and u.view.reachable(0)[:3].all()
+        done = u.request is None
+        while not done:
+            req = u.request
+            found = u.view.k_cheapest(req.client, u.config["K"], u.view.static_cost(req), req.client_blocks)
+            offered_by_cost += sum(any(h.server == 3 for h in r.hops) for r, _ in found)
+            mask = u._current_mask()
+            assert mask.any()
+            for k in np.flatnonzero(mask):
+                assert not any(h.server == 3 for h in u._cands.routes[k].hops)
+                masked_in += 1
+            _, _, done, _, _ = env.step(int(np.flatnonzero(mask)[-1]))
+        recs = u.records
+        assert len(recs) == island.workload.num_requests and all(r is not None for r in recs)
+        assert not any(r.reason == "unreachable" for r in recs)
+        assert all(r.completed == math.isfinite(r.completion_s) for r in recs)
+    assert offered_by_cost > 0 and masked_in > 0      # the patched cost does offer such chains
+
+
+def test_cg_bp_r_max_counts_only_reachable_servers(island):
+    """R_max = ⌊(Σ_j M_j − s_m·(L + |V_s|)) / (s_c·(L + |V_s|))⌋ over the servers some client reaches:
+    the lone server 3 (excluded from planning) adds neither memory nor count."""
+    from distllm_env.baselines.cg_bp import r_max, sessions_rule
+
+    inst = build_instance(island, 0)
+    mem = [int(m) for m in inst.memory_bytes]
+    s_m, s_c, L = int(inst.block_bytes), int(inst.kv_block_bytes), int(inst.num_blocks)
+    want = (sum(mem[:3]) - s_m * (L + 3)) // (s_c * (L + 3))
+    with_lone = (sum(mem) - s_m * (L + 4)) // (s_c * (L + 4))
+    assert want != with_lone                    # the island server's memory would change the bound
+    assert r_max(inst) == want
+    assert sessions_rule(inst).r_max == want

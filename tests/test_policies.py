@@ -359,3 +359,27 @@ def test_env_accepts_numpy_seeds_and_validates_config(env_id):
     with pytest.raises(ScenarioError) as exc:
         gym.make(env_id, config={"max_blocks": 0})
     assert exc.value.path == "config.max_blocks"
+
+
+def test_evaluate_opt_in_allows_a_scenario_import_path(capsys):
+    """``evaluate`` pairs a routing policy with the scenario's default placement; an import path there
+    is refused (exit 2, one line) unless ``--allow-import`` / ``allow_imports=True``, and then gives the
+    same numbers as the registered name."""
+    from distllm_env.agents.evaluate import evaluate
+
+    over = ["policy_defaults.placement=distllm_env.baselines.simple:EvenPlacement", "workload.num_requests=8"]
+    router = "distllm_env.baselines.simple:ShortestRouter"
+    with pytest.raises(ScenarioError) as exc:
+        evaluate(policy=router, scenario="tiny", overrides=over, seeds=[10_000], policies=["shortest"])
+    assert exc.value.path == "policy_defaults.placement" and REFUSED in str(exc.value)
+    got = evaluate(policy=router, scenario="tiny", overrides=over, seeds=[10_000], policies=["shortest"],
+                   allow_imports=True)
+    ref = evaluate(policy=router, scenario="tiny", overrides=["workload.num_requests=8"], seeds=[10_000],
+                   policies=["even+shortest"])
+    assert [m["baseline_mean_s"] for m in got.margins] == [m["baseline_mean_s"] for m in ref.margins]
+    assert got.margins[0]["reduction"] == 0.0      # the same router on the same placement
+    args = ["evaluate", "--policy", router, "--scenario", "tiny", "--seeds", "1", "--policies", "shortest"]
+    args += [x for o in over for x in ("--set", o)]
+    assert main(args) == 2
+    assert REFUSED in _one_error_line(capsys)
+    assert main(args + ["--allow-import"]) == 0

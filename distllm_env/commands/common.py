@@ -49,12 +49,16 @@ RESULT_SUFFIXES = (".json", ".csv", ".png")
 
 def add_results_out_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--out", action="append", default=[], metavar="FILE",
-                   help=f"write results: {what}; repeatable")
+                   help=f"write results: {what}; repeatable; missing parent folders are created")
 
 
 def check_results_out(outs) -> None:
     """Every --out path must end in .json, .csv or .png and be writable (:func:`check_out_path`; a
-    .csv also needs its sidecar F.csv.json), checked before the run."""
+    .csv also needs its sidecar F.csv.json), checked before the run.
+
+    Raises:
+        ScenarioError: (path ``--out``) a suffix other than .json/.csv/.png, or a path that cannot be
+            written."""
     for out in outs:
         if not out.lower().endswith(RESULT_SUFFIXES):
             raise ScenarioError("--out", f"expected a .json, .csv or .png file, got {out!r}")
@@ -79,6 +83,10 @@ def cwd_on_import_path():
 
 
 def seeds_from(args) -> list[int]:
+    """``[seed_base, …, seed_base + seeds − 1]`` from ``--seeds`` / ``--seed-base``.
+
+    Raises:
+        ScenarioError: ``--seeds`` < 1 or ``--seed-base`` < 0."""
     if args.seeds < 1:
         raise ScenarioError("--seeds", f"expected N ≥ 1, got {args.seeds}")
     if args.seed_base < 0:
@@ -87,6 +95,10 @@ def seeds_from(args) -> list[int]:
 
 
 def check_seed(seed: int) -> int:
+    """``seed`` if it is ≥ 0.
+
+    Raises:
+        ScenarioError: (path ``--seed``) a negative seed."""
     if seed < 0:
         raise ScenarioError("--seed", f"expected a seed ≥ 0, got {seed}")
     return seed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..compare import RESULT_COLUMNS, compare
-from ..errors import ScenarioError
+from ..errors import PolicyLoadError, ScenarioError
 from .common import (add_format_arg, add_results_out_arg, add_scenario_args, add_seeds_args, check_results_out,
                      format_table, print_json, seeds_from)
 
@@ -28,6 +28,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``distllm-env compare``; returns the exit code.
+
+    Raises:
+        ScenarioError: no policies, a bad ``--out``, seed, scenario or override (the CLI prints one line
+            and exits 2).
+        PolicyLoadError: a policy spec that cannot be resolved."""
     check_results_out(args.out)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not policies:
@@ -39,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
         from ..scenario import load_scenario
 
         delays = dict(load_scenario(args.scenario, args.overrides).simulator.allocation_delay_s)
-    res = compare(args.scenario, policies, seeds_from(args), args.overrides, allocation_delays=delays,
-                  allow_imports=args.allow_import)
+    try:
+        res = compare(args.scenario, policies, seeds_from(args), args.overrides, allocation_delays=delays,
+                      allow_imports=args.allow_import)
+    except PolicyLoadError as exc:      # every policy is resolved before anything runs: name the flag
+        msg = str(exc)
+        raise PolicyLoadError(msg if msg.startswith("--policies") else f"--policies: {msg}") from None
     for out in args.out:
         res.write(out)
     if args.format == "json":

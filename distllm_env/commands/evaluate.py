@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (add_format_arg, add_results_out_arg, add_seeds_args, check_results_out, format_table,
+from .common import (add_allow_import_arg, add_format_arg, add_results_out_arg, add_seeds_args, check_results_out, format_table,
                      print_json, seeds_from)
 
 COLUMNS = ("policy", "mean_per_token_time_s", "mean_per_token_time_s_std", "ttft_p50_s", "ttft_p95_s", "wait_mean_s",
@@ -31,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("--scenario", default=None, help="preset or YAML path (default: the model's training scenario)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field (repeatable)")
+    add_allow_import_arg(p)
     add_seeds_args(p, default_base=10_000, default_n=5)
     p.add_argument("--policies", default=None,
                    help="comma-separated baselines (router or placement names, or full compare specs); default: every "
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     policies = [s.strip() for s in args.policies.split(",") if s.strip()] if args.policies else None
     res = evaluate(args.model, args.scenario, seeds_from(args), policy=args.policy, overrides=args.overrides,
-                   policies=policies, env_id=args.env)
+                   policies=policies, env_id=args.env, allow_imports=args.allow_import)
     written = write_outputs(res, args.out)
     if args.format == "json":
         print_json(res.to_dict())
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
               f"{res.model.get('scenario')} for {res.model.get('timesteps')} steps")
     print(format_table(res.compare.results, COLUMNS))
     print()
-    rows = [{"baseline": r["baseline"], "reduction": f"{r['reduction']:+.1%}", "learned_s": r["learned_mean_s"],
+    rows = [{"baseline": r["baseline"], "reduction": f"{r['reduction']:+.1%}", "policy_s": r["learned_mean_s"],
              "baseline_s": r["baseline_mean_s"], "seeds_won": r["seeds_won"], "seeds_tied": r["seeds_tied"]}
             for r in res.margins]
     print(f"{res.policy_label} vs each baseline (reduction = 1 − policy/baseline mean per-token time; positive = faster):")

@@ -24,12 +24,18 @@ def register(sub) -> None:
                    help="routing policy name or module:Class (default: the scenario's, else ws-rr)")
     add_seed_arg(p)
     p.add_argument("--out", default=None, help="write the per-request table to FILE (.csv: a plain table plus the "
-                                                "sidecar FILE.json with meta and summary; or .json)")
+                                                "sidecar FILE.json with meta and summary; or .json); missing parent folders are created")
     add_format_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """``distllm-env simulate``; returns the exit code.
+
+    Raises:
+        ScenarioError: an ``--out`` that is not .csv/.json or not writable, a bad seed, scenario or
+            override (the CLI prints one line and exits 2).
+        PolicyLoadError: ``--placement`` / ``--routing`` cannot be resolved."""
     if args.out is not None and not args.out.lower().endswith((".csv", ".json")):
         from ..errors import ScenarioError
 

@@ -39,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("--geo", action="store_true",
                    help="also simulate the geo scenario with and without the client-prefix splitter")
     p.add_argument("--geo-routing", default=None, help="routing policy for --geo (default: the scenario's)")
-    p.add_argument("--out", default=None, help="write the full result as JSON to FILE")
+    p.add_argument("--out", default=None, help="write the full result as JSON to FILE (missing parent folders are created)")
     add_format_arg(p)
     p.set_defaults(func=run)
 
@@ -77,6 +77,11 @@ def _geo(args, scenario_name: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``distllm-env split``; returns the exit code.
+
+    Raises:
+        ScenarioError: no policies, ``--requests`` < 1, an ``--out`` that is not .json, or a bad
+            scenario / option (the CLI prints one line and exits 2)."""
     seed = check_seed(args.seed)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not policies:

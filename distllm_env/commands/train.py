@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--timesteps", type=int, default=None, help="environment steps (default: the YAML's n_timesteps)")
     p.add_argument("--out", required=True, metavar="PATH.zip",
                    help="model file (.zip); the sidecar PATH.json is written next to it (rllib: a checkpoint directory "
-                        "PATH without .zip)")
+                        "PATH without .zip); missing parent folders are created")
     p.add_argument("--seed", type=int, default=0, help="training seed in [0, 10000) (default 0)")
     p.add_argument("--conf-file", default=None, help="hyper-parameter YAML (default: the shipped agents/<algo>.yml)")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE",
@@ -64,6 +64,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``distllm-env train``; returns the exit code.
+
+    Raises:
+        ScenarioError: ``--timesteps`` < 1, or a bad env id, scenario, hyper-parameter or option (the
+            CLI prints one line and exits 2)."""
     from ..agents.hyperparams import parse_assignments
 
     hyper = parse_assignments(args.hyperparams, "--hyperparams")

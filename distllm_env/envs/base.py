@@ -145,6 +145,13 @@ class DistLLMEnv(gym.Env):
 
     def __init__(self, scenario: "str | Scenario | Mapping | None" = None, config: Mapping[str, Any] | None = None,
                  render_mode: str | None = None, overrides: Sequence[str] = ()):
+        """``scenario``: preset name, YAML path, mapping or :class:`Scenario` (default
+        ``default_scenario``) with ``overrides``; ``config``: the env's options (:meth:`default_config`).
+
+        Raises:
+            ScenarioError: an unknown ``render_mode``, a bad ``config`` key or value, a bad scenario or
+                override, an import path in the scenario's ``policy_defaults`` without
+                ``config['allow_imports']``, or a scenario this env cannot serve."""
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ScenarioError("render_mode", f"expected None or one of {self.metadata['render_modes']}, "
@@ -253,6 +260,11 @@ class DistLLMEnv(gym.Env):
         return obs, info
 
     def step(self, action):
+        """Gymnasium ``step``; an invalid (masked-out) action is replaced and penalised
+        (``info['invalid_action']``), a step after the end returns the last observation.
+
+        Raises:
+            gymnasium.error.ResetNeeded: ``step()`` before the first ``reset()``."""
         if self._last_obs is None:
             from gymnasium.error import ResetNeeded
 
@@ -311,7 +323,10 @@ class DistLLMEnv(gym.Env):
 
     # -- episode records -----------------------------------------------------------------------------
     def episode_record(self):
-        """The :class:`~distllm_env.replay.EpisodeRecord` of the current (or last) episode."""
+        """The :class:`~distllm_env.replay.EpisodeRecord` of the current (or last) episode.
+
+        Raises:
+            RuntimeError: no episode has been started (``reset()`` was never called)."""
         from ..replay import EpisodeRecord
 
         if self.scenario_seed is None:
@@ -320,9 +335,9 @@ class DistLLMEnv(gym.Env):
         if sc.source != "<dict>":       # a preset name or a YAML path: rebuilt with the same overrides
             scenario_ref, raw, overrides = sc.source, None, tuple(sc.overrides)
         else:                           # a mapping: its raw form already includes the overrides
-            import yaml
+            from ..yaml_safe import load_yaml_text
 
-            scenario_ref, raw, overrides = None, yaml.safe_load(sc.to_yaml()), ()
+            scenario_ref, raw, overrides = None, load_yaml_text(sc.to_yaml(), "scenario"), ()
         return EpisodeRecord(
             env_id=self.spec.id if self.spec is not None else f"distllm/{self.decision_name}-v0",
             scenario=scenario_ref, scenario_raw=raw, overrides=overrides, scenario_hash=sc.hash,

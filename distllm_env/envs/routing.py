@@ -33,7 +33,7 @@ from ..errors import NoFeasibleChain, ScenarioError
 from ..metrics import summarize
 from ..placement import CachePolicy, PlacementResult
 from ..registry import default_placement
-from ..simulator import Simulation
+from ..simulator import Simulation, new_simulation  # noqa: F401
 from .base import COMMON_CONFIG, DistLLMEnv, _float_at_least, _int_at_least, _optional, _policy_spec
 from .render import bar, coverage_load_rgb
 from .spaces import Feature, ObsLayout
@@ -141,8 +141,8 @@ class RequestRoutingEnv(DistLLMEnv):
         self.placement_rng, self.routing_rng, self.env_rng = self.policy_streams(seed)
         self.placement_result, self.placement_name = self._placement_for(seed, inst)
         sc = self.scenario
-        self.sim = Simulation(inst, self.placement_result, reqs, reservation=sc.simulator.reservation,
-                              backoff=sc.simulator.backoff, allocation_delay_s=self.allocation_delay_s())
+        self.sim = new_simulation(inst, self.placement_result, reqs, reservation=sc.simulator.reservation,
+                                  backoff=sc.simulator.backoff, allocation_delay_s=self.allocation_delay_s())
         self.view = self.sim.view
         S, N, L = self.config["max_servers"], inst.num_servers, inst.num_blocks
         pl = self.placement_result.placement
@@ -171,6 +171,13 @@ class RequestRoutingEnv(DistLLMEnv):
         K, S, L = self.config["K"], self.config["max_servers"], self.instance.num_blocks
         view, sim = self.view, self.sim
         found = view.k_cheapest(req.client, K, view.static_cost(req), req.client_blocks)
+        # never offer a chain through a server the client cannot reach (the simulator would reject it,
+        # ``unreachable``), whatever the cost model says: such candidates are masked out by omission
+        reach = view.reachable(req.client)
+        if not reach.all():
+            found = [(r, c) for r, c in found if all(reach[h.server] for h in r.hops)]
+            if not found:
+                raise NoFeasibleChain(f"client {req.client} reaches no complete chain")
         routes = [r for r, _ in found]
         n = len(routes)
         hops, hold, service = [], np.zeros(n), np.zeros(n)
@@ -217,7 +224,7 @@ class RequestRoutingEnv(DistLLMEnv):
         self._routed += 1
         self._last_route = route
         info: dict[str, Any] = {"request_id": req.id, "candidate": action, "rejected": not rec.completed}
-        if rec.completed:
+        if rec.completed or rec.status == "pending":   # pending: live engine, predicted times at commit
             per_token = (rec.completion_s - rec.arrival_s) / rec.output_tokens
             reward = -per_token
             info.update(per_token_time_s=per_token, wait_s=rec.wait_s, completion_s=rec.completion_s)

@@ -43,6 +43,10 @@ class ObsLayout:
     """The observation layout of one env (fixed by its config, never by the scenario)."""
 
     def __init__(self, features: Sequence[Feature]):
+        """The layout of ``features`` (one observation key each).
+
+        Raises:
+            ValueError: two features share a name."""
         names = [f.name for f in features]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate observation keys in {names}")

@@ -22,6 +22,7 @@ from ..catalog import Catalog, ModelSpec
 from ..catalog_parse import parse_catalog
 from ..split.section import parse_split
 from ..yaml_safe import dump_yaml
+from .fidelity import CONTRACTS, FidelitySpec, parse_fidelity
 from .overrides import apply_overrides
 from .sections import (parse_clients, parse_network, parse_policy_defaults, parse_servers, parse_simulator,
                        parse_topology, parse_workload)
@@ -49,6 +50,8 @@ class Scenario:
     base_dir: str | None = None
     overrides: tuple[str, ...] = ()
     split: SplitSpec | None = None
+    #: the ``fidelity:`` readings (docs/fidelity.md "Fidelity modes"; default ``contracts``)
+    fidelity: FidelitySpec = CONTRACTS
 
     @property
     def model(self) -> ModelSpec:
@@ -63,24 +66,29 @@ class Scenario:
 
     @property
     def max_prompt_tokens(self) -> int:
-        if self.workload.arrival == "trace" and self._trace_lengths() is not None:
-            return int(self._trace_lengths()[0].max())
-        return self.workload.prompt_tokens.max
+        """Longest admitted prompt (tokens) a planner sizes KV for (see :meth:`_planning_maxima`)."""
+        return self._planning_maxima()[0]
 
     @property
     def max_output_tokens(self) -> int:
-        if self.workload.arrival == "trace" and self._trace_lengths() is not None:
-            return int(self._trace_lengths()[1].max())
-        return self.workload.output_tokens.max
+        """Longest admitted output (tokens; truncated, or declared when lengths are unknown)."""
+        return self._planning_maxima()[1]
 
-    def _trace_lengths(self):
-        from ..traces import load_trace
+    def _planning_maxima(self) -> tuple[int, int]:
+        """Only admitted requests count (docs/scenarios.md, "Over-length requests"):
+        :func:`distllm_env.lengths.planning_maxima` over the trace window or length distributions."""
+        from ..lengths import planning_maxima
+        from ..traces import load_trace, trace_window
 
-        tr = load_trace(self.workload.trace, self.base_dir)
-        if tr.prompt_tokens is None:
-            return None
-        n = self.workload.num_requests or len(tr.arrival_s)
-        return tr.prompt_tokens[:n], tr.output_tokens[:n]
+        wl = self.workload
+        prompt, output = wl.prompt_tokens, wl.output_tokens
+        if wl.arrival == "trace":
+            tr = load_trace(wl.trace, self.base_dir)
+            if tr.prompt_tokens is not None:
+                a, b = trace_window(tr, wl.trace_offset_requests, wl.trace_offset_s, wl.num_requests)
+                prompt, output = tr.prompt_tokens[a:b], tr.output_tokens[a:b]
+        return planning_maxima(prompt, output, self.model.max_sequence_tokens, wl.over_length,
+                               wl.output_tokens_known, wl.max_length)
 
     def with_overrides(self, overrides: Sequence[str]) -> "Scenario":
         """A new scenario with ``--set PATH=VALUE`` overrides applied on top of this one's.
@@ -129,11 +137,12 @@ def parse_scenario(raw: Mapping, source: str = "<dict>", base_dir: str | None = 
     simulator = parse_simulator(raw.get("simulator"))
     policy_defaults = parse_policy_defaults(raw.get("policy_defaults"))
     split = parse_split(raw["split"], catalog, servers) if raw.get("split") is not None else None
+    fidelity = parse_fidelity(raw.get("fidelity"))
     return Scenario(
         name=name, description=description, model_name=model_name, catalog=catalog, topology=topology,
         servers=servers, clients=clients, network=network, workload=workload, simulator=simulator,
         policy_defaults=policy_defaults, raw=MappingProxyType(copy.deepcopy(dict(raw))), source=source,
-        base_dir=base_dir, overrides=tuple(overrides), split=split,
+        base_dir=base_dir, overrides=tuple(overrides), split=split, fidelity=fidelity,
     )
 
 

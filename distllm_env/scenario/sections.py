@@ -18,13 +18,12 @@ from .. import validation as v
 from ..catalog import Catalog, ModelSpec
 from ..catalog_parse import memory_bytes, resolve_path
 from ..errors import ScenarioError
-from ..lengths import parse_length
-from ..limits import (MAX_ARRIVAL_RATE_PER_S, MAX_CLIENTS, MAX_DURATION_S, MAX_REQUESTS, MAX_SERVERS,
-                      MAX_TOPOLOGY_NODES, MIN_ARRIVAL_RATE_PER_S)
+from ..limits import MAX_CLIENTS, MAX_DURATION_S, MAX_SERVERS, MAX_TOPOLOGY_NODES
 from ..topology import REPETITA_TOPOLOGIES, known_cities, known_regions, unknown_city_message
 from .specs import (POLICY_FAMILIES, RESERVATION_MODES, ClientSampler, ClientSpec, ClusteredTopologySpec,
                     GeoTopologySpec, NetworkSpec, PolicyDefaults, RepetitaTopologySpec, ServerSampler, ServerSpec,
                     SimulatorSpec, TopologySpec, WorkloadSpec)
+from .workload_section import parse_workload  # the workload section's parser (kept importable from here)
 
 _MAX_MS = MAX_DURATION_S * 1e3
 _UNUSED_BANDWIDTH = ("not used by the simulator; bandwidth is folded into the fitted overheads, see docs/model.md "
@@ -223,58 +222,15 @@ def parse_network(value: Any) -> NetworkSpec:
     )
 
 
-def parse_workload(value: Any, model: ModelSpec, base_dir: str | None) -> WorkloadSpec:
-    """The ``workload`` section: Poisson arrivals (rate, count, lengths) or a trace."""
-    from ..traces import load_trace
-
-    path = "workload"
-    d = v.mapping(value, path)
-    v.check_keys(d, path, ("arrival", "arrival_rate_per_s", "trace", "num_requests", "prompt_tokens", "output_tokens"))
-    defaults = WorkloadSpec()
-    arrival = v.string(d, "arrival", path, default="poisson", choices=("poisson", "trace"))
-    rate = v.number(d, "arrival_rate_per_s", path, default=defaults.arrival_rate_per_s, minimum=MIN_ARRIVAL_RATE_PER_S,
-                    maximum=MAX_ARRIVAL_RATE_PER_S)
-    trace = None
-    num_requests = v.integer(d, "num_requests", path, minimum=1, maximum=MAX_REQUESTS) \
-        if d.get("num_requests") is not None else None
-    if arrival == "trace":
-        trace = v.string(d, "trace", path)
-        tr = load_trace(trace, base_dir)
-        if num_requests is not None and num_requests > len(tr.arrival_s):
-            raise ScenarioError(f"{path}.num_requests",
-                                f"trace {v.short(trace)} holds {len(tr.arrival_s)} requests, asked for {num_requests}")
-        if tr.prompt_tokens is not None:
-            for k in ("prompt_tokens", "output_tokens"):
-                if k in d:
-                    raise ScenarioError(f"{path}.{k}", f"trace {v.short(trace)} gives per-request lengths; remove this key")
-        if tr.client is not None and tr.client.size and tr.client.min() < 0:
-            raise ScenarioError(f"{path}.trace", "client indices in the trace must be ≥ 0")
-    elif "trace" in d and d["trace"] is not None:
-        raise ScenarioError(f"{path}.trace", "only used with 'arrival: trace'")
-    if arrival == "poisson":
-        num_requests = num_requests if num_requests is not None else defaults.num_requests
-        # mean horizon num_requests / λ must stay a finite, meaningful time (docs/scenarios.md)
-        if not math.isfinite(num_requests / rate) or num_requests / rate > 1e15:
-            raise ScenarioError(f"{path}.arrival_rate_per_s", f"rate {rate:g} /s is too small for {num_requests} "
-                                                              "requests (arrival times would not be finite)")
-    prompt = parse_length(d["prompt_tokens"], f"{path}.prompt_tokens") if "prompt_tokens" in d else defaults.prompt_tokens
-    output = parse_length(d["output_tokens"], f"{path}.output_tokens") if "output_tokens" in d else defaults.output_tokens
-    if prompt.max > model.max_sequence_tokens:
-        raise ScenarioError(f"{path}.prompt_tokens", f"longest prompt {prompt.max} exceeds {model.name}'s maximum "
-                                                     f"sequence of {model.max_sequence_tokens} tokens")
-    if prompt.max + output.max > model.max_sequence_tokens:
-        raise ScenarioError(f"{path}.output_tokens",
-                            f"longest prompt + output ({prompt.max} + {output.max}) exceeds {model.name}'s maximum "
-                            f"sequence of {model.max_sequence_tokens} tokens")
-    return WorkloadSpec(arrival=arrival, arrival_rate_per_s=rate, trace=trace, num_requests=num_requests,
-                        prompt_tokens=prompt, output_tokens=output)
+#: ``simulator.server_model`` values (docs/contracts.md §3).
+SERVER_MODELS = ("independent", "serial", "batched")
 
 
 def parse_simulator(value: Any) -> SimulatorSpec:
     """The ``simulator`` section (back-off, reservation mode, allocation delays in s)."""
     path = "simulator"
     d = v.mapping(value, path)
-    v.check_keys(d, path, ("backoff", "reservation", "allocation_delay_s"))
+    v.check_keys(d, path, ("backoff", "reservation", "allocation_delay_s", "server_model", "batched_step_overhead_ms"))
     delays = {}
     for fam, sec in v.mapping(d.get("allocation_delay_s"), f"{path}.allocation_delay_s").items():
         if fam not in POLICY_FAMILIES:
@@ -284,6 +240,9 @@ def parse_simulator(value: Any) -> SimulatorSpec:
         backoff=v.boolean(d, "backoff", path, default=True),
         reservation=v.string(d, "reservation", path, default="calendar", choices=RESERVATION_MODES),
         allocation_delay_s=MappingProxyType(delays),
+        server_model=v.string(d, "server_model", path, default="independent", choices=SERVER_MODELS),
+        batched_step_overhead_ms=v.check_number(d.get("batched_step_overhead_ms", 0.0),
+                                                f"{path}.batched_step_overhead_ms", minimum=0, maximum=60_000),
     )
 
 

@@ -14,7 +14,7 @@ from ..lengths import LengthDist
 from ..split.section import SplitRequestSpec, SplitSpec
 
 TOP_LEVEL_KEYS = ("name", "description", "model", "gpus", "models", "devices", "topology", "servers",
-                  "clients", "network", "workload", "simulator", "policy_defaults", "split")
+                  "clients", "network", "workload", "simulator", "policy_defaults", "split", "fidelity")
 RESERVATION_MODES = ("calendar", "published")
 POLICY_FAMILIES = ("petals", "proposed", "default")
 
@@ -98,6 +98,22 @@ class WorkloadSpec:
     num_requests: int | None = 100
     prompt_tokens: LengthDist = LengthDist("fixed", value=20)
     output_tokens: LengthDist = LengthDist("fixed", value=128)
+    #: False: the client declares ``max_length`` at session open, not its true output length.
+    output_tokens_known: bool = True
+    #: total sequence length declared at session open (tokens); None = the model's maximum sequence.
+    max_length: int | None = None
+    #: ``reject`` | ``truncate`` requests longer than the model's maximum sequence.
+    over_length: str = "reject"
+    #: trace window: skip the first ``trace_offset_requests`` requests, or those before ``trace_offset_s``.
+    trace_offset_requests: int = 0
+    trace_offset_s: float = 0.0
+    #: arrival-rate multiplier: arrival times are divided by it.
+    time_scale: float = 1.0
+    #: ``arrival: gamma``: coefficient of variation of the inter-arrival gaps.
+    cv: float | None = None
+    #: ``arrival: mmpp``: Poisson rate (req/s) and mean sojourn (s) of each of the two states.
+    rates_per_s: tuple[float, ...] = ()
+    mean_sojourn_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,11 @@ class SimulatorSpec:
     backoff: bool = True
     reservation: str = "calendar"
     allocation_delay_s: Mapping[str, float] = field(default_factory=dict)
+    #: server contention model (docs/contracts.md §3, docs/model.md "Server models"):
+    #: ``independent`` (published), ``serial`` (PETALS task pool) or ``batched`` (continuous batching)
+    server_model: str = "independent"
+    #: fixed per-iteration overhead of a ``batched`` server, milliseconds (an assumption, docs/model.md)
+    batched_step_overhead_ms: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,11 @@ def evaluate_split(scenario: "str | Scenario", policies: Sequence[Any] = DEFAULT
                    num_requests: int | None = None, overrides: Sequence[str] = ()) -> SplitEvaluation:
     """Run ``policies`` (names, ``module:Class`` paths or objects) on the split setting of
     ``scenario`` for ``seed`` (see the module docstring).  ``server-only`` is always evaluated (it is
-    the baseline of the reductions and of the reference arrival rate)."""
+    the baseline of the reductions and of the reference arrival rate).
+
+    Raises:
+        TypeError: the split policy returns something other than a :class:`SplitPlan`.
+        ScenarioError: a bad seed, scenario or policy option."""
     from ..baselines.splitllm import SPLIT_POLICIES, make_split_policy
 
     seed = check_seed(seed)

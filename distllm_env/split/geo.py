@@ -48,6 +48,13 @@ class GeoSplitter:
 
     def __init__(self, policy: Any = "dp", sla_factor: float | None = None, sla_s: float | None = None,
                  memory_fraction: float = 1.0, budget_steps: int | None = None, record: bool = True):
+        """``policy``: a split policy name, import path or object; ``sla_factor`` / ``sla_s``: the SLA
+        (relative to server-only time, or seconds); ``memory_fraction``: the share of a device's memory
+        the client may use.
+
+        Raises:
+            ScenarioError: ``sla_factor`` or ``sla_s`` not a finite number > 0, ``memory_fraction`` not in
+                (0, 1], or a bad policy / option (:func:`~distllm_env.baselines.splitllm.make_split_policy`)."""
         from ..baselines.splitllm import make_split_policy
 
         if sla_factor is not None and not (float(sla_factor) > 0 and math.isfinite(float(sla_factor))):
@@ -76,7 +83,10 @@ class GeoSplitter:
         return int(min(instance.num_blocks - 1, (self.memory_fraction * dev.memory_bytes) // per_block))
 
     def profile(self, request, instance: Instance) -> LayerProfile:
-        """The planning profile of ``request`` (module docstring)."""
+        """The planning profile of ``request`` (module docstring).
+
+        Raises:
+            ScenarioError: the request's client has no device (path ``clients.<c>.device``)."""
         dev = instance.clients[request.client].device
         if dev is None:
             raise ScenarioError(f"clients.{request.client}.device", "this client has no device to run blocks on")
@@ -110,7 +120,10 @@ class GeoSplitter:
 
     def client_part(self, request, instance: Instance, blocks: int) -> ClientPart:
         """The :class:`ClientPart` of running the first ``blocks`` blocks on the client's device: the
-        prompt pass and the mean decode step, each a roofline over FLOPs and weight reads."""
+        prompt pass and the mean decode step, each a roofline over FLOPs and weight reads.
+
+        Raises:
+            ScenarioError: ``blocks`` is outside 0 … the client's capacity."""
         blocks = int(blocks)
         if blocks == 0:
             return ClientPart(0)

@@ -267,7 +267,10 @@ def layer_model_names() -> tuple[str, ...]:
 
 def get_layer_model(name: str, catalog=None, path: str = "model") -> LayerModel:
     """A layer model by name: the built-in list first, then the block models of ``catalog`` (a
-    :class:`~distllm_env.catalog.Catalog`, default the built-in one)."""
+    :class:`~distllm_env.catalog.Catalog`, default the built-in one).
+
+    Raises:
+        ScenarioError: (path ``path``) ``name`` is not a known layer model."""
     if name in LAYER_MODELS:
         return LAYER_MODELS[name]
     if catalog is None:

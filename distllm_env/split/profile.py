@@ -167,7 +167,10 @@ class LayerProfile:
 
         ``step[l, p, b] = ceil((time(l, b) + comm(l, p→b)) / δ)`` with comm = u_l for p = client,
         b = server, v_l for p = server, b = client, else 0; ``final[server] = ceil(v_L / δ)``,
-        ``final[client] = 0``."""
+        ``final[client] = 0``.
+
+        Raises:
+            ScenarioError: ``delta_s`` is not a finite number > 0."""
         if not (delta_s > 0 and math.isfinite(delta_s)):
             raise ScenarioError("delta_s", f"expected a finite time step > 0, got {delta_s!r}")
         L, cap = self.num_layers, budget_units + 1
@@ -214,7 +217,10 @@ def layer_profile(model: LayerModel, device, server, prompt_tokens: int, network
       of the placement once; :func:`distllm_env.split.cost.transfer_time_s`).
 
     ``client_layers`` (optional) restricts the client to the first that many layers (the others get
-    t^c = inf), e.g. for a client-memory limit."""
+    t^c = inf), e.g. for a client-memory limit.
+
+    Raises:
+        ScenarioError: ``network`` is not a :class:`NetworkLink`."""
     c_flops = _flops_of(device, "device")
     s_flops = _flops_of(server, "server")
     if not isinstance(network, NetworkLink):
@@ -300,6 +306,10 @@ def server_only_plan(profile: LayerProfile, sla_s: float, policy: str, reason: s
 
 
 def check_sla(sla_s: float) -> float:
+    """``sla_s`` as a float (seconds).
+
+    Raises:
+        ScenarioError: (path ``sla_s``) not a number, or not finite and > 0."""
     try:
         sla = float(sla_s)
     except (TypeError, ValueError):

@@ -26,7 +26,11 @@ from ..errors import ScenarioError
 
 
 def fifo_waits(arrival_s, service_s) -> np.ndarray:
-    """Waiting times (s) of a single FIFO server, arrivals sorted: Lindley's recursion in closed form."""
+    """Waiting times (s) of a single FIFO server, arrivals sorted: Lindley's recursion in closed form.
+
+    Raises:
+        ScenarioError: shapes differ or are not 1-D, arrivals are unsorted, or a service time is
+            negative or non-finite."""
     a = np.asarray(arrival_s, dtype=float)
     s = np.asarray(service_s, dtype=float)
     if a.shape != s.shape or a.ndim != 1:
@@ -51,7 +55,10 @@ def unit_gaps(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def waits_at_rate(rate_per_s: float, gaps, service_s) -> np.ndarray:
-    """Waits when the unit gaps are scaled to arrival rate λ."""
+    """Waits when the unit gaps are scaled to arrival rate λ.
+
+    Raises:
+        ScenarioError: ``rate_per_s`` is not > 0, or as :func:`fifo_waits`."""
     if not (rate_per_s > 0):
         raise ScenarioError("rate_per_s", f"expected an arrival rate > 0, got {rate_per_s!r}")
     return fifo_waits(np.cumsum(np.asarray(gaps, dtype=float)) / rate_per_s, service_s)
@@ -61,7 +68,10 @@ def sustainable_rate(service_s, mean_sla_s: float, gaps, base_per_s: float = 1.0
                      max_steps: int = 2000) -> float:
     """The largest λ = base·factor^k at which the mean wait stays below ``mean_sla_s`` and
     λ·mean(service) < 1 (see the module docstring).  ``inf`` if the server never works (all service times 0) or the condition still holds
-    after ``max_steps`` grid steps up; 0 if it fails after ``max_steps`` steps down."""
+    after ``max_steps`` grid steps up; 0 if it fails after ``max_steps`` steps down.
+
+    Raises:
+        ScenarioError: ``mean_sla_s`` is not > 0 or ``factor`` is not > 1."""
     s = np.asarray(service_s, dtype=float)
     if not (mean_sla_s > 0):
         raise ScenarioError("mean_sla_s", f"expected a mean SLA > 0, got {mean_sla_s!r}")

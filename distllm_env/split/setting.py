@@ -57,6 +57,10 @@ class SplitSetting:
 
     def __init__(self, spec: SplitSpec, server: SplitServer, clients: Sequence[SplitClient],
                  models: dict[str, LayerModel], scenario_name: str = "", seed: int = 0):
+        """The split setting from its parts (use :meth:`from_instance` / :meth:`from_scenario`).
+
+        Raises:
+            ScenarioError: no client, or a request length distribution that can draw a length < 1."""
         if not clients:
             raise ScenarioError("clients", "split inference needs at least one client with a 'device'")
         self.spec = spec
@@ -93,6 +97,11 @@ class SplitSetting:
 
     @classmethod
     def from_instance(cls, instance: Instance) -> "SplitSetting":
+        """The split setting of a built instance.
+
+        Raises:
+            ScenarioError: the scenario has no ``split:`` section, ``split.server.index`` is out of range,
+                or a client cannot reach the split server, or as :meth:`__init__`."""
         sc = instance.scenario
         spec = sc.split
         if spec is None:
@@ -122,7 +131,10 @@ class SplitSetting:
     def sample_requests(self, rng: np.random.Generator, n: int | None = None) -> list[SplitRequest]:
         """``n`` requests (default ``split.num_requests``): type by mix weight, client by client weight,
         lengths from the type's distributions, all drawn from ``rng``.  ``arrival_s`` is left 0 (the
-        serving queue draws its own arrivals)."""
+        serving queue draws its own arrivals).
+
+        Raises:
+            ScenarioError: ``n`` < 1."""
         n = self.spec.num_requests if n is None else int(n)
         if n < 1:
             raise ScenarioError("num_requests", f"expected ≥ 1 requests, got {n}")

@@ -1,0 +1,179 @@
+"""Live sessions and the memory view the router reads under the live engine.
+
+A :class:`Session` is the state machine waiting → prefill → decode(k tokens done) → done of one
+committed request (docs/architecture.md "How the core grows").  :class:`LiveBook` answers the
+:class:`~distllm_env.reservations.ReservationBook` queries of :class:`~distllm_env.view.ClusterView`
+from the memory held NOW and from PREDICTED completions (docs/contracts.md §8): a session is
+predicted to end after its remaining DECLARED tokens at its current per-token rate, so the view never
+offers a true output length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..perf import decode_hop_cost_s, prefill_comm_s, prefill_hop_cost_s, service_time_s
+from ..reservations import wait_for
+
+WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
+
+
+class Session:
+    """One committed request.  Times in seconds (absolute), memory in bytes.
+
+    ``comm_prefill_s`` / ``comp_prefill_s`` (per hop) are t^I_cj and m_ij·τ^I_j(l_in);
+    ``comm_decode_s`` / ``comp_decode_s`` are t_cj and m_ij·τ_j (docs/model.md §4.3).
+    ``tokens`` is the TRUE output length (engine-private); ``declared`` the declared one."""
+
+    __slots__ = ("rid", "route", "servers", "first_blocks", "last_blocks", "blocks", "need_bytes",
+                 "comm_prefill_s", "comm_decode_s", "comp_prefill_s", "comp_decode_s", "client_prefill_s",
+                 "client_token_s", "tokens", "declared", "lead_s", "state", "done_tokens", "start_s",
+                 "first_token_s", "last_token_s", "completion_s", "static_first_s", "static_token_s",
+                 "per_block_bytes")
+
+    def __init__(self, rid, route, per_block_bytes, comm_prefill_s, comm_decode_s, comp_prefill_s, comp_decode_s,
+                 client_prefill_s, client_token_s, tokens, declared, lead_s):
+        self.rid = rid
+        self.route = route
+        self.servers = tuple(h.server for h in route.hops)
+        self.first_blocks = tuple(h.first_block for h in route.hops)
+        self.last_blocks = tuple(h.last_block for h in route.hops)
+        self.blocks = tuple(h.blocks for h in route.hops)
+        self.per_block_bytes = per_block_bytes
+        self.need_bytes = tuple(m * per_block_bytes for m in self.blocks)
+        self.comm_prefill_s = comm_prefill_s
+        self.comm_decode_s = comm_decode_s
+        self.comp_prefill_s = comp_prefill_s
+        self.comp_decode_s = comp_decode_s
+        self.client_prefill_s = client_prefill_s
+        self.client_token_s = client_token_s
+        self.tokens = tokens
+        self.declared = declared
+        self.lead_s = lead_s
+        self.state = WAITING
+        self.done_tokens = 0
+        self.start_s = self.first_token_s = self.last_token_s = self.completion_s = math.nan
+        # uncontended times (the analytic closed form's terms)
+        self.static_first_s = float(sum(comm_prefill_s) + sum(comp_prefill_s)) + client_prefill_s
+        self.static_token_s = float(sum(comm_decode_s) + sum(comp_decode_s)) + client_token_s
+
+    @property
+    def hops(self) -> tuple[tuple[int, int], ...]:
+        return tuple(zip(self.servers, self.need_bytes))
+
+    def per_token_rate_s(self) -> float:
+        """Current per-token rate: the observed mean decode time once two tokens are out, else the
+        uncontended Σ_hops (t_cj + m·τ_j)."""
+        if self.done_tokens >= 2:
+            return (self.last_token_s - self.first_token_s) / (self.done_tokens - 1)
+        return self.static_token_s
+
+    def predicted_end_s(self, now_s: float) -> float:
+        """Predicted completion from what a router may know: remaining DECLARED tokens × current
+        per-token rate (docs/contracts.md §7).  Never earlier than ``now_s``."""
+        if self.state == DONE:
+            return self.completion_s
+        if self.done_tokens == 0:
+            first = self.start_s + self.lead_s + self.static_first_s
+            return max(now_s, first + (self.declared - 1) * self.static_token_s)
+        left = max(self.declared - self.done_tokens, 0)
+        return max(now_s, self.last_token_s + left * self.per_token_rate_s())
+
+
+def build_session(inst, request, route, part, lead_s: float) -> Session:
+    """The :class:`Session` of ``request`` (its own ``output_tokens`` / ``declared_output_tokens``) on
+    ``route``; ``part`` is its split :class:`~distllm_env.records.ClientPart` or ``None``.  Costs:
+    docs/model.md §4.1–§4.2; bytes per block: §2.2 at the DECLARED length."""
+    c = request.client
+    servers = np.fromiter((h.server for h in route.hops), dtype=np.int64, count=len(route.hops))
+    blocks = np.fromiter((h.blocks for h in route.hops), dtype=np.int64, count=len(route.hops))
+    comm_p = prefill_comm_s(inst.rtt_s[c, servers], inst.prefill_overhead_slope_s,
+                            inst.prefill_overhead_intercept_s, request.prompt_tokens)
+    comp_p = inst.tau_prefill_s(request.prompt_tokens, servers) * blocks
+    comm_d = inst.token_cost_s[c, servers]
+    comp_d = inst.tau_decode_s[servers] * blocks
+    per_block = inst.model.kv_bytes_per_block(request.prompt_tokens, request.declared_output_tokens)
+    return Session(request.id, route, per_block, comm_p.tolist(), comm_d.tolist(), comp_p.tolist(),
+                   comp_d.tolist(), part.prefill_s if part else 0.0, part.per_token_s if part else 0.0,
+                   int(request.output_tokens), int(request.declared_output_tokens), lead_s)
+
+
+def closed_form(inst, s: Session, request) -> tuple[float, float]:
+    """(first-token offset, service time) of ``s`` at ``request.output_tokens``, computed exactly as
+    the analytic engine does (docs/model.md §4.3; same operations, so bit-identical)."""
+    c = request.client
+    servers = np.asarray(s.servers, dtype=np.int64)
+    blocks = np.asarray(s.blocks, dtype=np.int64)
+    prefill_comm = prefill_comm_s(inst.rtt_s[c, servers], inst.prefill_overhead_slope_s,
+                                  inst.prefill_overhead_intercept_s, request.prompt_tokens)
+    prefill_hops = prefill_hop_cost_s(prefill_comm, inst.tau_prefill_s(request.prompt_tokens, servers), blocks)
+    decode_hops = decode_hop_cost_s(inst.token_cost_s[c, servers], inst.tau_decode_s[servers], blocks)
+    first = float(np.sum(prefill_hops))
+    service = service_time_s(prefill_hops, decode_hops, s.tokens)
+    if s.client_prefill_s or s.client_token_s:
+        first += s.client_prefill_s
+        service += s.client_prefill_s + (s.tokens - 1) * s.client_token_s
+    return first, service
+
+
+class LiveBook:
+    """The :class:`~distllm_env.reservations.ReservationBook` read side under the live engine:
+    bytes held now (exact) and predicted releases (:meth:`Session.predicted_end_s`).  Sessions in
+    the admission queue are not counted in the prediction (documented in docs/contracts.md §8)."""
+
+    mode = "live"
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.capacity = [int(c) for c in engine.capacity_bytes]
+
+    def advance(self, now: float) -> None:
+        """Nothing to forget: the live engine releases memory at completion events."""
+
+    def used_bytes(self, server: int, t: float) -> int:
+        return self.capacity[server] - self.free_bytes(server, t)
+
+    def free_bytes(self, server: int, t: float) -> int:
+        times, free = self.free_profile(server, self._engine.now_s)
+        k = int(np.searchsorted(times, t, side="right")) - 1
+        return int(free[max(k, 0)])
+
+    def stays_free_bytes(self, server: int, now: float) -> int:
+        return int(self.capacity[server] - self._engine.used_bytes[server])
+
+    def free_profile(self, server: int, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(times_s, free_bytes)`` from the predicted completions of the sessions holding memory on
+        ``server`` now; non-decreasing in both."""
+        eng = self._engine
+        ends = sorted((eng.sessions[rid].predicted_end_s(now), eng.sessions[rid].need_bytes[h])
+                      for rid, h in eng.holders[server].items())
+        t = np.array([now] + [e for e, _ in ends], dtype=float)
+        free0 = self.capacity[server] - int(eng.used_bytes[server])
+        free = free0 + np.concatenate([[0], np.cumsum([b for _, b in ends], dtype=np.int64)])
+        return t, free.astype(np.int64)
+
+    def wait_s(self, server: int, now: float, need) -> np.ndarray:
+        return wait_for(self.free_profile(server, now), need)
+
+    def earliest_start(self, now: float, hops, duration: float) -> float | None:
+        """Predicted start: the latest predicted wait over the hops (``None`` if a hop never fits)."""
+        start = now
+        for j, need in hops:
+            if need > self.capacity[j]:
+                return None
+            w = float(self.wait_s(j, now, need))
+            if not math.isfinite(w):
+                return None
+            start = max(start, now + w)
+        return start
+
+    def earliest_starts(self, now: float, hop_sets, durations) -> list[float | None]:
+        return [self.earliest_start(now, h, d) for h, d in zip(hop_sets, durations)]
+
+    def fits(self, t: float, hops, duration: float) -> bool:
+        return all(self.free_bytes(j, t) >= need for j, need in hops)
+
+
+__all__ = ["DECODE", "DONE", "LiveBook", "PREFILL", "Session", "WAITING", "build_session", "closed_form"]

@@ -1,0 +1,89 @@
+"""The per-request record and the small value types both engines share (docs/contracts.md §6).
+
+Split out of :mod:`distllm_env.simulator` so that the analytic engine and the live engine
+(:mod:`distllm_env.live`) share them without an import cycle; :mod:`distllm_env.simulator` re-exports
+every name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .chains import Route
+
+
+#: Reasons a committed route is recorded as rejected by the simulator itself.
+REJECT_UNREACHABLE = "unreachable"
+REJECT_NON_FINITE = "non_finite_time"
+REJECT_MEMORY = "insufficient_memory"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One row of the per-request table (docs/contracts.md §6).  Times are NaN for rejected requests."""
+
+    request_id: int
+    client: int
+    arrival_s: float
+    start_s: float
+    first_token_s: float
+    completion_s: float
+    wait_s: float
+    prompt_tokens: int
+    output_tokens: int
+    hops: int
+    route: Route | None
+    status: str
+    reason: str
+    client_blocks: int = 0
+    #: KV bytes reserved per processed block: prompt + DECLARED output (docs/contracts.md §6)
+    kv_bytes_per_block: int = 0
+    #: output length the client declared (``output_tokens`` is the true one); −1 if not given
+    declared_tokens: int = -1
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+
+@dataclass(frozen=True)
+class ClientPart:
+    """A split decision for one request (split inference, arXiv 2410.10759): the client runs the
+    first ``blocks`` blocks itself, taking ``prefill_s`` for the prompt and ``per_token_s`` per
+    decoded token; the server chain then starts at block ``blocks`` (a dummy source covering them)."""
+
+    blocks: int
+    prefill_s: float = 0.0
+    per_token_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What routing a request on a route would give, before it is committed."""
+
+    start_s: float | None
+    first_token_s: float
+    completion_s: float
+    service_s: float
+    hold_s: float
+    hops: tuple[tuple[int, int], ...]   # (server, bytes)
+
+    @property
+    def feasible(self) -> bool:
+        return self.start_s is not None
+
+
+def check_record(r: RequestRecord) -> None:
+    """Invariant of the per-request table: a completed record has finite times with
+    arrival ≤ start ≤ first token ≤ completion.  Raises ``AssertionError`` otherwise (a simulator
+    bug, never bad input)."""
+    if r.completed:
+        times = (r.arrival_s, r.start_s, r.first_token_s, r.completion_s)
+        assert all(math.isfinite(x) for x in times), f"request {r.request_id} completed with times {times}"
+        assert r.arrival_s <= r.start_s <= r.first_token_s <= r.completion_s, \
+            f"request {r.request_id} completed with unordered times {times}"
+
+
+__all__ = ["ClientPart", "Outcome", "REJECT_MEMORY", "REJECT_NON_FINITE", "REJECT_UNREACHABLE", "RequestRecord",
+           "check_record"]
