@@ -252,7 +252,8 @@ def lone_request_time_s(instance: Instance, allocation_delay_s: float = 0.0) -> 
         req = Request(id=0, client=c, arrival_s=0.0, prompt_tokens=sc.max_prompt_tokens,
                       output_tokens=sc.max_output_tokens)
         sim = new_simulation(instance, result, [req], reservation=sc.simulator.reservation,
-                             backoff=sc.simulator.backoff, allocation_delay_s=allocation_delay_s)
+                             backoff=sc.simulator.backoff, allocation_delay_s=allocation_delay_s,
+                             churn=False)      # a planning probe: no server fails under it
         req = sim.next_request()
         route, _ = sim.view.shortest(c, sim.view.static_cost(req))
         sim.commit(req, route)
@@ -384,6 +385,21 @@ class CGBPPlacement(CGBPSessionsOptions):
             diag["excluded_servers"] = excluded
             diag["notes"] = list(diag.get("notes", ())) + notes
         return PlacementResult(sol.placement, CachePolicy(), diag)
+
+    def place_joining(self, server: int, count: int, view, rng: np.random.Generator) -> int:
+        """Online rule for a (re)joining server (churn; docs/baselines.md "Online re-placement"):
+        CG-BP's greedy window rule once every block is served (Algorithm 1 of arXiv 2512.21884):
+        the start whose window's sorted capacities C_b = Σ κ_k over the servers k up now that host b
+        is lexicographically smallest, ties → lowest start; κ_k = ⌊KV capacity_k / (s_c·m_k)⌋
+        sessions.  Returns the first of the server's ``count`` blocks."""
+        p = view.placement
+        C = np.zeros(p.num_blocks, dtype=np.int64)
+        s_c = int(view.instance.kv_block_bytes)
+        for k, (a, m) in enumerate(zip(p.starts, p.counts)):
+            if m > 0 and k != server:
+                C[a:a + m] += int(view.capacity_bytes[k]) // (s_c * m)
+        windows = np.sort(np.lib.stride_tricks.sliding_window_view(C, count), axis=1)
+        return int(np.lexsort(windows.T[::-1])[0])
 
 
 __all__ = ["CGBPPlacement", "CGBPSessionsOptions", "CGBPSolution", "SessionsRule", "cg_bp", "cg_bprr", "choose_sessions",

@@ -49,8 +49,23 @@ class SolveStats:
 
 
 @dataclass
-class MILPSolution:
-    """A BPRR solution with its certificate.
+class Certificate:
+    """Routes with the certificate of the ILP that chose them: ``objective_s`` (s), the best proven
+    lower bound ``bound_s``, the relative ``gap`` = (objective − bound)/objective, HiGHS's ``status``,
+    ``proven_optimal`` and the wall time ``solve_time_s`` of the whole call."""
+
+    routes: list[tuple[int, Route]]
+    objective_s: float
+    bound_s: float
+    gap: float
+    status: str
+    proven_optimal: bool
+    solve_time_s: float
+
+
+@dataclass
+class MILPSolution(Certificate):
+    """A BPRR solution (placement and routes) with its certificate.
 
     ``objective_s`` = l_max·Σ_r per-token decode cost (recomputed by ``problem.objective_s``);
     ``bound_s`` is the best proven lower bound (the larger of HiGHS's dual bound and the stand-alone
@@ -61,13 +76,6 @@ class MILPSolution:
     out, a clock that stopped the search); ``deterministic`` is False when a clock stopped it."""
 
     placement: Placement
-    routes: list[tuple[int, Route]]
-    objective_s: float
-    bound_s: float
-    gap: float
-    status: str
-    proven_optimal: bool
-    solve_time_s: float
     formulation: str
     solver_status: str = "not_run"
     solver_bound_s: float = -INF
@@ -120,4 +128,4 @@ class MILPSolution:
         }
 
 
-__all__ = ["BPRRInfeasible", "MILPSolution", "SolveStats"]
+__all__ = ["BPRRInfeasible", "Certificate", "MILPSolution", "SolveStats"]

@@ -30,21 +30,15 @@ from distllm_env.workload import Request
 
 from .milp_common import INF, check_problem, option_error, rel_gap
 from .milp_highs import MIPModel
+from .milp_result import Certificate
 
 ROUTING_METHODS = ("dag", "ilp")
 
 
 @dataclass
-class RoutingSolution:
+class RoutingSolution(Certificate):
     """Routes of the routing-only ILP (19) under a fixed placement, with their certificate."""
 
-    routes: list[tuple[int, Route]]
-    objective_s: float
-    bound_s: float
-    gap: float
-    status: str
-    proven_optimal: bool
-    solve_time_s: float
     node_count: int = 0
 
 

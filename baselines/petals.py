@@ -293,6 +293,15 @@ class PetalsPlacement:
         counts = petals_counts(instance, self.attn_cache_tokens)
         return self._place_with(instance, rng, order, counts, self.cache_policy(instance))
 
+    def place_joining(self, server: int, count: int, view, rng: np.random.Generator) -> int:
+        """Online rule for a (re)joining server (churn; docs/baselines.md "Online re-placement"):
+        PETALS ``choose_best_blocks`` (petals ``server/block_selection.py``) — :func:`best_start` of
+        its ``count`` blocks over the per-block throughput of the servers up now (``view.placement``
+        shows a down server with no blocks).  Returns the first block."""
+        p = view.placement
+        tputs = server_throughputs(view.instance, p.counts)
+        return best_start(block_throughputs(p.starts, p.counts, tputs, p.num_blocks, exclude=server), count)
+
     def _place_with(self, instance: Instance, rng: np.random.Generator, order: list[int], counts: list[int],
                     cache_policy: CachePolicy, extra: dict | None = None) -> PlacementResult:
         L = instance.num_blocks
@@ -362,12 +371,13 @@ class PetalsRouter:
         self.hop_overhead_s = _check_number(self.name, "hop_overhead_s", hop_overhead_s, minimum=0.0)
         self.cache_penalty_s = _check_number(self.name, "cache_penalty_s", cache_penalty_s, minimum=0.0)
         self._view = None
+        self._placement = None
         self._static: dict = {}
 
     def _static_terms(self, view: ClusterView, dag: ChainDAG, client: int):
         """The load-independent part of the weights (cached per simulation, client and DAG)."""
-        if view is not self._view:
-            self._view, self._static = view, {}
+        if view is not self._view or view.placement is not self._placement:   # churn masks servers
+            self._view, self._placement, self._static = view, view.placement, {}
         key = (client, dag.client_blocks)
         hit = self._static.get(key)
         if hit is not None:

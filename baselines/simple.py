@@ -83,11 +83,12 @@ class _StaticChainCache:
 
     def __init__(self):
         self._view = None
+        self._placement = None
         self._cache: dict = {}
 
     def get(self, view: ClusterView, key, compute):
-        if view is not self._view:
-            self._view, self._cache = view, {}
+        if view is not self._view or view.placement is not self._placement:   # churn masks servers
+            self._view, self._placement, self._cache = view, view.placement, {}
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]

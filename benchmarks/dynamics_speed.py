@@ -7,9 +7,15 @@
    the serial capacity of the static chain every request takes: one session needs l_out decode steps
    on each hop, so the chain serves at most 1 / (l_out · max_h m_h·τ_h) sessions/s — and no more than
    its KV memory allows (the sim_speed rule).
-2. (To be added with the Azure presets: the whole conv trace on ``azure-conv-swarm``, target < 60 s.)
+2. The whole Azure conv trace (19,366 requests; ``trace_offset`` 0, every request) on the
+   ``azure-conv-serial`` preset (serial servers, unknown output lengths), default policies cg-bp +
+   ws-rr, at the preset's ``time_scale`` (target < 60 s on one core).
 
-Usage: python benchmarks/dynamics_speed.py [--requests 10000,20000,100000] [--model serial]
+Usage: python benchmarks/dynamics_speed.py [--requests 10000,20000,100000] [--model serial] [--skip-generated]
+       [--skip-trace]
+
+Wall-clock numbers depend on the machine and on what else runs on it (CPU time is printed too:
+wall ≫ CPU means the machine was shared); re-run before quoting them.
 """
 
 from __future__ import annotations
@@ -65,21 +71,39 @@ def bench(num_requests: list[int], model: str) -> None:
           f"{memory_cap:.4f} sessions/s (memory); λ = {rate:.4f}/s")
     for n in num_requests:
         sc = load_scenario(generated_scenario(n, rate, model))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = simulate(sc, "even", "shortest", seed=0)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         s = res.summary
-        print(f"  {n:>7,} requests: {dt:8.2f} s  ({n / dt:,.0f} requests/s, {dt / n * 1e6:.1f} µs/request); "
+        print(f"  {n:>7,} requests: {dt:8.2f} s wall, {cpu:8.2f} s CPU  ({n / dt:,.0f} requests/s, "
+              f"{cpu / n * 1e6:.1f} CPU µs/request); "
               f"engine {res.meta['engine']}, mean per-token {s['mean_per_token_time_s']:.4f} s, "
               f"wait mean {s['wait_mean_s']:.3f} s, completed {s['num_completed']}")
+
+
+def bench_trace(preset: str = "azure-conv-serial") -> None:
+    sc = load_scenario(preset, overrides=["workload.trace_offset=", "workload.num_requests="])
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = simulate(sc, seed=0)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    s = res.summary
+    print(f"{preset}, whole trace ({s['num_requests']:,} requests, time_scale {sc.workload.time_scale:g}): "
+          f"{dt:8.2f} s wall, {cpu:8.2f} s CPU ({s['num_requests'] / dt:,.0f} requests/s); engine {res.meta['engine']}, "
+          f"completed {s['num_completed']}, rejected {s['num_rejected']}, mean per-token "
+          f"{s['mean_per_token_time_s']:.3f} s, wait mean {s['wait_mean_s']:.1f} s", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", default="10000,20000,100000")
     ap.add_argument("--model", default="serial", choices=("serial", "batched", "independent"))
+    ap.add_argument("--skip-generated", action="store_true", help="skip the 1,000-server scenario")
+    ap.add_argument("--skip-trace", action="store_true", help="skip the whole conv trace on azure-conv-serial")
     args = ap.parse_args()
-    bench([int(x) for x in args.requests.split(",")], args.model)
+    if not args.skip_trace:
+        bench_trace()
+    if not args.skip_generated:
+        bench([int(x) for x in args.requests.split(",")], args.model)
 
 
 if __name__ == "__main__":

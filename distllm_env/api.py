@@ -47,6 +47,8 @@ class SimulationResult:
     summary: dict
     meta: dict
     timings: dict = field(default_factory=dict)
+    #: server events applied during the run, ``(time_s, server, event)`` (churn; empty without)
+    server_events: list = field(default_factory=list)
 
     def write(self, path: str | Path) -> Path:
         """Write the per-request table (CSV or JSON by extension)."""
@@ -54,6 +56,16 @@ class SimulationResult:
 
     def rows(self, json_route: bool = False) -> list[dict]:
         return [record_row(r, json_route) for r in self.records]
+
+    def plot(self, path: str | Path | None = None, marks: Sequence[tuple[float, int, str]] | None = None):
+        """A matplotlib Figure of the run's dynamics over time (:mod:`distllm_env.timeline`): arrivals,
+        waiting requests, per-token times, KV utilisation and active sessions per server (a heat map
+        above 12 servers), reconstructed from the per-request records; saved to ``path`` (e.g. PNG)
+        when given.  ``marks``: server-event marks ``(time_s, server, event)``; default: the run's own
+        :attr:`server_events` (churn)."""
+        from .timeline import plot_result
+
+        return plot_result(self, path, self.server_events if marks is None else marks)
 
 
 def policy_name(policy: Any) -> str:
@@ -75,6 +87,8 @@ def run_routing(sim: Simulation, router: Any, rng: np.random.Generator, splitter
     each routing decision how many leading blocks the client runs itself."""
     times = []
     view = sim.view
+    if hasattr(sim, "set_failover_router"):      # churn: failed segments use the same router
+        sim.set_failover_router(router, rng)
     while (req := sim.next_request()) is not None:
         if splitter is not None:
             req = sim.apply_split(splitter.plan(req, sim.instance))
@@ -149,6 +163,8 @@ def simulate(
     delay = allocation_delay_for(sc, family, delays)
     sim = new_simulation(inst, presult, reqs, reservation=sc.simulator.reservation, backoff=sc.simulator.backoff,
                          allocation_delay_s=delay)
+    if hasattr(sim, "set_placement_policy"):        # churn: online re-placement of joining servers
+        sim.set_placement_policy(placement, placement_rng)
     t0 = time.perf_counter()
     decision_times = run_routing(sim, router, routing_rng, splitter)
     t_route = time.perf_counter() - t0
@@ -170,7 +186,8 @@ def simulate(
     timings = {"placement_time_s": t_place, "routing_time_total_s": t_route,
                "routing_decision_mean_s": float(dt.mean()), "routing_decision_median_s": float(np.median(dt)),
                "routing_decision_max_s": float(dt.max())}
-    return SimulationResult(sc, inst, seed, presult, pname, rname, family, records, summary, meta, timings)
+    return SimulationResult(sc, inst, seed, presult, pname, rname, family, records, summary, meta, timings,
+                            server_events=list(getattr(sim, "server_log", ())))
 
 
 __all__ = ["SimulationResult", "allocation_delay_for", "place", "run_routing", "simulate"]

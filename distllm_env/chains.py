@@ -240,18 +240,7 @@ class ChainDAG:
             if arg >= 0:
                 dist[k] = best
                 pred[k] = src[arg]
-        sinks = np.flatnonzero(self.to_sink)
-        if len(sinks) == 0:
-            raise NoFeasibleChain(self._why_infeasible())
-        total = np.asarray(dist)[sinks] + (cost.sink_s[self.servers[sinks]] if cost.sink_s is not None else 0.0)
-        i = int(np.argmin(total))
-        if not np.isfinite(total[i]):
-            raise NoFeasibleChain(self._why_infeasible())
-        nodes, k = [], int(sinks[i])
-        while k != n:
-            nodes.append(k)
-            k = pred[k]
-        return self._route_from_nodes(nodes[::-1]), float(total[i])
+        return self._best_sink(dist, pred, cost, order_key=None)
 
     def _shortest_first_finalised(self, cost: HopCost) -> tuple[Route, float]:
         n = self.n
@@ -273,16 +262,27 @@ class ChainDAG:
             if arg >= 0:
                 dist[k] = best
                 pred[k] = src[arg]
+        return self._best_sink(dist, pred, cost, order_key=order_key)
+
+    def _best_sink(self, dist: list[float], pred: list[int], cost: HopCost,
+                   order_key: list[int] | None) -> tuple[Route, float]:
+        """The cheapest complete chain from the DP's distances and predecessors: the first minimal
+        last hop (``order_key=None``), or the one a strict-``<`` Dijkstra finalises first (smallest
+        distance, then ``order_key``).  Raises :class:`NoFeasibleChain` if no finite chain exists."""
         sinks = np.flatnonzero(self.to_sink)
         if len(sinks) == 0:
             raise NoFeasibleChain(self._why_infeasible())
-        sink_s = cost.sink_s[self.servers[sinks]] if cost.sink_s is not None else np.zeros(len(sinks))
-        total = (np.asarray(dist)[sinks] + sink_s).tolist()
-        i = min(range(len(sinks)), key=lambda q: (total[q], dist[int(sinks[q])], order_key[int(sinks[q])]))
+        if order_key is None:
+            total = np.asarray(dist)[sinks] + (cost.sink_s[self.servers[sinks]] if cost.sink_s is not None else 0.0)
+            i = int(np.argmin(total))
+        else:
+            sink_s = cost.sink_s[self.servers[sinks]] if cost.sink_s is not None else np.zeros(len(sinks))
+            total = (np.asarray(dist)[sinks] + sink_s).tolist()
+            i = min(range(len(sinks)), key=lambda q: (total[q], dist[int(sinks[q])], order_key[int(sinks[q])]))
         if not np.isfinite(total[i]):
             raise NoFeasibleChain(self._why_infeasible())
         nodes, k = [], int(sinks[i])
-        while k != n:
+        while k != self.n:
             nodes.append(k)
             k = pred[k]
         return self._route_from_nodes(nodes[::-1]), float(total[i])

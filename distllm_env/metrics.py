@@ -3,6 +3,9 @@
 * ``mean_per_token_time_s = Σ(completion_s − arrival_s) / Σ output_tokens`` over completed requests;
 * ``ttft_s = first_token_s − arrival_s``; ``wait_s = start_s − arrival_s`` (after back-off);
 * ``throughput_tokens_per_s = Σ output_tokens / (last completion − first arrival)``;
+* ``goodput_requests_per_s = completed requests / (last completion − first arrival)`` (churn: a
+  request lost to a failure counts nothing); ``num_hit_by_failure`` / ``mean_recovery_s``: requests
+  with ``failovers > 0`` and the mean of their ``recovery_s`` (docs/model.md §12);
 * ``memory_utilisation[j]`` = time-average of the KV bytes reserved on server j over the simulated
   horizon [first arrival, last completion], divided by its KV capacity (0 for a server with none);
   ``peak_memory_utilisation[j]`` the maximum.  Percentiles use numpy's default (linear).
@@ -58,11 +61,16 @@ def summarize(records: Sequence[RequestRecord], capacity_bytes: Sequence[int]) -
     out: dict = {"num_requests": n, "num_completed": len(done), "num_rejected": n - len(done),
                  "rejected_reasons": dict(sorted(reasons.items())),
                  # requests whose output was cut at the maximum sequence / max_length (workload.over_length)
-                 "num_truncated": sum(1 for r in records if getattr(r, "truncated", False))}
+                 "num_truncated": sum(1 for r in records if r.truncated)}
+    # churn (docs/model.md §12): requests moved off a failed or leaving server at least once, and the
+    # mean of their recovery_s (0 when none was hit, so that summaries compare equal)
+    hit = [r for r in records if getattr(r, "failovers", 0) > 0]
+    out["num_hit_by_failure"] = len(hit)
+    out["mean_recovery_s"] = float(np.mean([r.recovery_s for r in hit])) if hit else 0.0
     if not done:
         out.update({k: float("nan") for k in (
             "mean_per_token_time_s", "ttft_mean_s", "ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "wait_mean_s",
-            "wait_p95_s", "wait_max_s", "mean_hops", "throughput_tokens_per_s")})
+            "wait_p95_s", "wait_max_s", "mean_hops", "throughput_tokens_per_s", "goodput_requests_per_s")})
         out["memory_utilisation"] = [0.0] * len(capacity_bytes)
         out["peak_memory_utilisation"] = [0.0] * len(capacity_bytes)
         return out
@@ -83,6 +91,7 @@ def summarize(records: Sequence[RequestRecord], capacity_bytes: Sequence[int]) -
         "wait_max_s": float(wait.max()),
         "mean_hops": float(np.mean([r.hops for r in done])),
         "throughput_tokens_per_s": float(tokens.sum() / horizon) if horizon > 0 else float("nan"),
+        "goodput_requests_per_s": float(len(done) / horizon) if horizon > 0 else float("nan"),
     })
     times, levels = memory_profile(records, len(capacity_bytes))
     util, peak = [], []

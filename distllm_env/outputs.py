@@ -24,8 +24,8 @@ from .errors import ScenarioError
 from .simulator import RequestRecord
 
 REQUEST_COLUMNS = ("request_id", "client", "arrival_s", "start_s", "first_token_s", "completion_s", "wait_s",
-                   "prompt_tokens", "output_tokens", "hops", "route", "status", "reason", "declared_tokens",
-                   "reserved_bytes_per_block")
+                   "prompt_tokens", "output_tokens", "hops", "route", "status", "reason", "declared_tokens", "truncated",
+                   "reserved_bytes_per_block", "failovers", "recovery_s")
 
 
 def _num(x: float) -> str:
@@ -42,8 +42,9 @@ def record_row(r: RequestRecord, json_route: bool = False) -> dict[str, Any]:
         "request_id": r.request_id, "client": r.client, "arrival_s": r.arrival_s, "start_s": r.start_s,
         "first_token_s": r.first_token_s, "completion_s": r.completion_s, "wait_s": r.wait_s,
         "prompt_tokens": r.prompt_tokens, "output_tokens": r.output_tokens, "hops": r.hops, "route": route,
-        "status": r.status, "reason": r.reason, "declared_tokens": r.declared_tokens,
+        "status": r.status, "reason": r.reason, "declared_tokens": r.declared_tokens, "truncated": int(r.truncated),
         "reserved_bytes_per_block": r.kv_bytes_per_block,
+        "failovers": r.failovers, "recovery_s": r.recovery_s,
     }
 
 

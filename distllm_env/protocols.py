@@ -2,6 +2,7 @@
 
 ```
 PlacementPolicy: name, family; place(instance, rng) -> PlacementResult
+                 optional, churn: place_joining(server, count, view, rng) -> first block
 RoutingPolicy:   name, family; route(request, view: ClusterView, rng) -> Route  (raises NoFeasibleChain)
 SplitPolicy:     name; split(request, profile, sla_s) -> SplitPlan
 EnvPolicy:       act(obs, info) -> int

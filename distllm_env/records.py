@@ -17,6 +17,8 @@ from .chains import Route
 REJECT_UNREACHABLE = "unreachable"
 REJECT_NON_FINITE = "non_finite_time"
 REJECT_MEMORY = "insufficient_memory"
+#: no replacement chain was found before the session timeout (churn, docs/model.md §12)
+REJECT_FAILOVER_TIMEOUT = "failover_timeout"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class RequestRecord:
     kv_bytes_per_block: int = 0
     #: output length the client declared (``output_tokens`` is the true one); −1 if not given
     declared_tokens: int = -1
+    #: the output was cut to fit the maximum sequence or the declared ``max_length`` (docs/contracts.md §3)
+    truncated: bool = False
+    #: times the session was moved off a failed or leaving server (churn, docs/model.md §12)
+    failovers: int = 0
+    #: seconds spent recovering: from each failure to the step that resumes the session (churn)
+    recovery_s: float = 0.0
 
     @property
     def completed(self) -> bool:
@@ -85,5 +93,5 @@ def check_record(r: RequestRecord) -> None:
             f"request {r.request_id} completed with unordered times {times}"
 
 
-__all__ = ["ClientPart", "Outcome", "REJECT_MEMORY", "REJECT_NON_FINITE", "REJECT_UNREACHABLE", "RequestRecord",
+__all__ = ["ClientPart", "Outcome", "REJECT_FAILOVER_TIMEOUT", "REJECT_MEMORY", "REJECT_NON_FINITE", "REJECT_UNREACHABLE", "RequestRecord",
            "check_record"]

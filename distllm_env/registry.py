@@ -41,6 +41,7 @@ ROUTING_POLICIES: dict[str, str] = {
     "round-robin": "distllm_env.baselines.simple:RoundRobinRouter",
     "petals": "distllm_env.baselines.petals:PetalsRouter",
     "ws-rr": "distllm_env.baselines.ws_rr:WSRRRouter",
+    "ws-rr-load": "distllm_env.baselines.ws_rr_load:WSRRLoadRouter",
     "opt-rr": "distllm_env.baselines.ablations:OptimizedRouter",
     "rr-ilp": "distllm_env.baselines.milp:RoutingILPRouter",
 }
@@ -49,6 +50,7 @@ ROUTING_POLICIES: dict[str, str] = {
 PRESETS: dict[str, tuple[str, str]] = {
     "petals": ("petals", "petals"),
     "proposed": ("cg-bp", "ws-rr"),
+    "proposed-load": ("cg-bp", "ws-rr-load"),
     "cg-bprr": ("cg-bp", "shortest"),
     "opt-order": ("opt-order", "petals"),
     "opt-number": ("opt-number", "petals"),
@@ -60,7 +62,7 @@ PRESETS: dict[str, tuple[str, str]] = {
 #: family ``default``.  The only copy of this rule: use :func:`family_of` / :func:`preset_family`.
 FAMILIES: dict[str, str] = {
     "petals": "petals", "opt-order": "petals", "opt-number": "petals", "opt-rr": "petals",
-    "proposed": "proposed", "cg-bprr": "proposed", "milp": "proposed",
+    "proposed": "proposed", "proposed-load": "proposed", "cg-bprr": "proposed", "milp": "proposed",
 }
 
 DEFAULT_PLACEMENT_ORDER = ("cg-bp", "even")

@@ -126,7 +126,8 @@ def table3(seeds: list[int], trace: bool = False, progress=None, fidelity: str =
                "max_reduction_difference_points": float(max(abs(r["difference_points"]) for r in reductions))}
     return {"rows": rows, "reductions": reductions, "summary": summary, "meta": cells[0].meta if cells else {},
             "reading": "both λ columns simulated with λ = 0.1 arrivals" + (" (published trace)" if trace else
-                       " (Poisson)") + "; CG-BP's |R| uses the column's λ (docs/contracts.md §4)"}
+                       " (Poisson)") + "; CG-BP's |R| uses the column's λ (docs/contracts.md §4)"
+                       + ("" if fidelity == "contracts" else f"; fidelity: {fidelity} (docs/fidelity.md)")}
 
 
 def _sessions(res, policy: str):

@@ -3,7 +3,8 @@
 All randomness of the simulator, environments and baselines comes from ``numpy.random.Generator``s
 spawned from one ``SeedSequence(seed)`` into fixed children, in this order: ``instance`` (topology,
 server and client draws), ``workload`` (arrivals, lengths, client mix) and ``policy`` (placement and
-routing decisions).  Every policy therefore sees the same instance and workload for a given seed
+routing decisions), then ``churn`` (server up/down periods, docs/scenarios.md "Churn"; added
+last so that the first three streams draw exactly as before).  Every policy therefore sees the same instance and workload for a given seed
 (common random numbers), whatever it draws itself.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = ("instance", "workload", "policy")
+STREAMS = ("instance", "workload", "policy", "churn")
 
 
 def check_seed(seed) -> int:
@@ -25,7 +26,7 @@ def check_seed(seed) -> int:
 
 
 def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:
-    """The three named child seed sequences of ``SeedSequence(seed)``."""
+    """The named child seed sequences of ``SeedSequence(seed)``."""
     children = np.random.SeedSequence(check_seed(seed)).spawn(len(STREAMS))
     return dict(zip(STREAMS, children))
 

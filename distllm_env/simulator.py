@@ -247,7 +247,7 @@ class Simulation:
             prompt_tokens=request.prompt_tokens, output_tokens=request.output_tokens, hops=len(route),
             route=route, status="completed", reason="", client_blocks=request.client_blocks,
             kv_bytes_per_block=self.instance.model.kv_bytes_per_block(request.prompt_tokens, request.output_tokens),
-            declared_tokens=int(request.declared_output_tokens),
+            declared_tokens=int(request.declared_output_tokens), truncated=bool(request.truncated),
         )
         self.records[request.id] = rec
         self.current_request = None
@@ -263,7 +263,7 @@ class Simulation:
             first_token_s=nan, completion_s=nan, wait_s=nan, prompt_tokens=request.prompt_tokens,
             output_tokens=request.output_tokens, hops=len(route) if route is not None else 0, route=route,
             status="rejected", reason=reason, client_blocks=request.client_blocks,
-            declared_tokens=int(request.declared_output_tokens),
+            declared_tokens=int(request.declared_output_tokens), truncated=bool(request.truncated),
         )
         self.records[request.id] = rec
         self.current_request = None
@@ -309,10 +309,12 @@ class Simulation:
 
 def uses_live_engine(instance: Instance, requests: Sequence[Request]) -> bool:
     """Whether the scenario needs the live engine (:mod:`distllm_env.live`): a ``serial`` or
-    ``batched`` server model, or any request whose output length is not known in advance
+    ``batched`` server model, a ``churn:`` section, or any request whose output length is not known in advance
     (``workload.output_tokens_known: false``)."""
     sim = instance.scenario.simulator
     if getattr(sim, "server_model", "independent") != "independent":
+        return True
+    if getattr(instance.scenario, "churn", None) is not None:     # churn runs on the live engine
         return True
     if not getattr(instance.scenario.workload, "output_tokens_known", True):
         return True
@@ -321,21 +323,26 @@ def uses_live_engine(instance: Instance, requests: Sequence[Request]) -> bool:
 
 def new_simulation(instance: Instance, placement_result: PlacementResult, requests: Sequence[Request], *,
                    reservation: str = "calendar", backoff: bool = True, allocation_delay_s: float = 0.0,
-                   engine: str | None = None):
+                   engine: str | None = None, churn: bool = True):
     """The simulation for ``instance``'s scenario: the analytic :class:`Simulation` for
     ``simulator.server_model: independent`` with known lengths (every ``paper-*`` preset, bit-identical
     to before), else :class:`~distllm_env.live.engine.LiveSimulation` (docs/architecture.md "How the
     core grows").  The engine follows the scenario, never the caller; ``engine="live"`` forces the
-    live engine (tests only: it must reproduce the analytic records exactly).  Raises what the chosen
-    engine raises."""
+    live engine (tests only: it must reproduce the analytic records exactly).  ``churn=False`` ignores
+    the scenario's ``churn:`` section (planning probes, e.g. CG-BP's lone-request time; the live engine
+    still runs).  Raises what the chosen engine raises."""
     from .live.engine import LiveSimulation
 
     sim_spec = instance.scenario.simulator
     if engine == "live" or uses_live_engine(instance, requests):
-        return LiveSimulation(instance, placement_result, requests, reservation=reservation, backoff=backoff,
-                              allocation_delay_s=allocation_delay_s,
-                              server_model=getattr(sim_spec, "server_model", "independent"),
-                              batched_step_overhead_s=getattr(sim_spec, "batched_step_overhead_ms", 0.0) / 1000.0)
+        kw = dict(reservation=reservation, backoff=backoff, allocation_delay_s=allocation_delay_s,
+                  server_model=getattr(sim_spec, "server_model", "independent"),
+                  batched_step_overhead_s=getattr(sim_spec, "batched_step_overhead_ms", 0.0) / 1000.0)
+        spec = getattr(instance.scenario, "churn", None)
+        if spec is not None and churn:        # server churn and failover (docs/model.md §12)
+            from .live.churn import ChurnSimulation
+            return ChurnSimulation(instance, placement_result, requests, churn=spec, **kw)
+        return LiveSimulation(instance, placement_result, requests, **kw)
     return Simulation(instance, placement_result, requests, reservation=reservation, backoff=backoff,
                       allocation_delay_s=allocation_delay_s)
 

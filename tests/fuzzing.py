@@ -79,7 +79,8 @@ def make_case(seed: int, index: int, presets: list[str] | None = None) -> Case:
     case = Case(seed=seed, index=index, preset=presets[index % len(presets)])
     data = preset_data(case.preset)
     w = data.get("workload")
-    if isinstance(w, dict) and w.get("arrival", "poisson") == "poisson":   # keep runs that should succeed small
+    if isinstance(w, dict) and (w.get("arrival", "poisson") == "poisson"      # keep runs that should succeed small
+                                or str(w.get("trace", "")).startswith("azure-")):   # (azure-* preset windows)
         w["num_requests"] = min(MAX_REQUESTS, w.get("num_requests") or MAX_REQUESTS)
     d = Draft(rng, case, data)
     r = rng.random()

@@ -217,6 +217,7 @@ BAD_OPTION = {
     ("routing", "round-robin"): ("k", "0"),
     ("routing", "petals"): ("variant", "bogus"),
     ("routing", "ws-rr"): ("last_hop_s", "-1"),
+    ("routing", "ws-rr-load"): ("weight", "-1"),
     ("routing", "opt-rr"): ("last_hop_s", "-1"),
     ("routing", "rr-ilp"): ("method", "bogus"),
 }

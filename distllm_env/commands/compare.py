@@ -15,7 +15,7 @@ def register(sub) -> None:
                        description="Compare policies (presets, PLACEMENT+ROUTER, or module:Class) on paired seeds.")
     add_scenario_args(p)
     p.add_argument("--policies", required=True,
-                   help="comma-separated: presets (petals, proposed, cg-bprr, opt-order, opt-number, opt-rr, milp), "
+                   help="comma-separated: presets (petals, proposed, proposed-load, cg-bprr, opt-order, opt-number, opt-rr, milp), "
                         "PLACEMENT+ROUTER (e.g. even+shortest) or module:Class")
     add_seeds_args(p)
     p.add_argument("--allocation-delays", choices=("auto", "scenario", "zero"), default="auto",

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
               f"{s['max_reduction_difference_points']:.1f} points")
         _delays(out["meta"])
     elif args.table == "table6":
-        print(f"Table VI grid — average per-token time (s), {len(seeds)} seeds; {out['published_summary']}")
+        fid = "" if args.fidelity == "contracts" else f"; fidelity: {args.fidelity} (docs/fidelity.md)"
+        print(f"Table VI grid — average per-token time (s), {len(seeds)} seeds; {out['published_summary']}{fid}")
         print(format_table(out["rows"]))
     else:
         print(f"Table VIII — algorithm running time (s), {len(seeds)} seeds; {out['definition']}")

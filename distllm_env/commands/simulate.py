@@ -25,6 +25,9 @@ def register(sub) -> None:
     add_seed_arg(p)
     p.add_argument("--out", default=None, help="write the per-request table to FILE (.csv: a plain table plus the "
                                                 "sidecar FILE.json with meta and summary; or .json); missing parent folders are created")
+    p.add_argument("--plot", default=None, metavar="F.png",
+                   help="draw the run's dynamics over time (arrivals, waiting requests, per-token times, KV "
+                        "utilisation and active sessions per server) to F.png (.png/.pdf/.svg)")
     add_format_arg(p)
     p.set_defaults(func=run)
 
@@ -33,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     """``distllm-env simulate``; returns the exit code.
 
     Raises:
-        ScenarioError: an ``--out`` that is not .csv/.json or not writable, a bad seed, scenario or
+        ScenarioError: an ``--out`` that is not .csv/.json or not writable, a ``--plot`` that is not
+            .png/.pdf/.svg or not writable (both checked before the run), a bad seed, scenario or
             override (the CLI prints one line and exits 2).
         PolicyLoadError: ``--placement`` / ``--routing`` cannot be resolved."""
     if args.out is not None and not args.out.lower().endswith((".csv", ".json")):
@@ -42,6 +46,13 @@ def run(args: argparse.Namespace) -> int:
         raise ScenarioError("--out", f"expected a .csv or .json file, got {args.out!r}")
     if args.out is not None:
         check_out_path(args.out, sidecar=args.out.lower().endswith(".csv"))
+    plot_path = getattr(args, "plot", None)
+    if plot_path is not None:
+        if not plot_path.lower().endswith((".png", ".pdf", ".svg")):
+            from ..errors import ScenarioError
+
+            raise ScenarioError("--plot", f"expected a .png, .pdf or .svg file, got {plot_path!r}")
+        check_out_path(plot_path, field="--plot")
     seed = check_seed(args.seed)
     sc = scenario_from(args)
     check_scenario_policies(sc, args.allow_import)
@@ -51,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     res = simulate(sc, placement, routing, seed=seed, allow_imports=args.allow_import)
     if args.out:
         write_requests(args.out, res.records, res.meta, res.summary)
+    if plot_path is not None:
+        res.plot(plot_path)
     s = res.summary
     if args.format == "json":
         print_json({"meta": res.meta, "summary": s, "timings": res.timings,
@@ -74,4 +87,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {s['num_rejected']} request(s) rejected: {s['rejected_reasons']}")
     if args.out:
         print(f"per-request table written to {args.out}")
+    if plot_path is not None:
+        print(f"timeline plot written to {plot_path}")
     return 0

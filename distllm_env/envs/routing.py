@@ -15,7 +15,13 @@ the order is static, no candidate position encodes a baseline's (waiting-aware) 
 Reward = −(completion_s − arrival_s) / output_tokens of the routed request, which is known at
 decision time under the reservation semantics of docs/contracts.md §8; a request that can never fit on
 the chosen chain is rejected (``insufficient_memory``) and costs ``config["rejection_penalty"]``
-seconds per token.  The episode terminates after the scenario's ``num_requests`` arrivals.
+seconds per token.  Under the live engine (contended ``server_model`` or unknown output lengths,
+docs/model.md §11) times are not known at commit, so the reward is DELAYED: the reward of a step is
+−Σ (completion_s − arrival_s) / output_tokens over the requests whose sessions ended since the
+previous step (``info["completed_ids"]``), minus the rejection penalty of this step's request; every
+completed request is counted exactly once, all of them by the last step.  ``info["per_token_time_s"]``
+there is the commit-time PREDICTION for the routed request, per declared token.  The episode
+terminates after the scenario's ``num_requests`` arrivals.
 """
 
 from __future__ import annotations
@@ -144,24 +150,33 @@ class RequestRoutingEnv(DistLLMEnv):
         self.sim = new_simulation(inst, self.placement_result, reqs, reservation=sc.simulator.reservation,
                                   backoff=sc.simulator.backoff, allocation_delay_s=self.allocation_delay_s())
         self.view = self.sim.view
-        S, N, L = self.config["max_servers"], inst.num_servers, inst.num_blocks
-        pl = self.placement_result.placement
+        S, N = self.config["max_servers"], inst.num_servers
         self._server_mask = np.zeros(S, dtype=np.float32)
         self._server_mask[:N] = 1
-        self._start_frac = np.zeros(S, dtype=np.float32)
-        self._start_frac[:N] = np.where(pl.count_array > 0, pl.start_array, 0) / L
-        self._count_frac = np.zeros(S, dtype=np.float32)
-        self._count_frac[:N] = pl.count_array / L
+        self._set_placement_features(self.sim.placement)
         self._tau = np.zeros(S, dtype=np.float32)
         self._tau[:N] = inst.tau_decode_s
         self._capacity = np.asarray(self.sim.capacity_bytes, dtype=np.float64)
         self._releases: list[list[float]] = [[] for _ in range(N)]
-        self._cand_cache: dict[tuple[int, int, int], _Candidates] = {}
         self._num_requests = len(reqs)
         self._routed = 0
         self._last_route: Route | None = None
         self._skipped = 0
+        self._live = hasattr(self.sim, "completed_ids")      # LiveSimulation: delayed reward (module docstring)
+        self._done_cursor = 0
         self._advance()
+
+    def _set_placement_features(self, pl) -> None:
+        """Observation features of the placement in force, and a fresh candidate cache.  Under churn
+        (docs/model.md §12) the simulator's placement changes when servers go down, come back or take
+        new blocks; candidates computed on an older placement would no longer be chains."""
+        S, N, L = self.config["max_servers"], self.instance.num_servers, self.instance.num_blocks
+        self._placement_in_force = pl
+        self._start_frac = np.zeros(S, dtype=np.float32)
+        self._start_frac[:N] = np.where(pl.count_array > 0, pl.start_array, 0) / L
+        self._count_frac = np.zeros(S, dtype=np.float32)
+        self._count_frac[:N] = pl.count_array / L
+        self._cand_cache: dict[tuple[int, int, int], _Candidates] = {}
 
     def _candidates_for(self, req) -> _Candidates:
         key = (req.client, req.prompt_tokens, req.output_tokens)
@@ -202,6 +217,8 @@ class RequestRoutingEnv(DistLLMEnv):
         while True:
             req = self.sim.next_request()
             self.request = req
+            if self.sim.placement is not self._placement_in_force:
+                self._set_placement_features(self.sim.placement)
             if req is None:
                 self._cands = None
                 self._starts = []
@@ -223,9 +240,11 @@ class RequestRoutingEnv(DistLLMEnv):
         rec = self.sim.commit(req, route)
         self._routed += 1
         self._last_route = route
-        info: dict[str, Any] = {"request_id": req.id, "candidate": action, "rejected": not rec.completed}
+        info: dict[str, Any] = {"request_id": req.id, "candidate": action, "rejected": rec.status == "rejected"}
         if rec.completed or rec.status == "pending":   # pending: live engine, predicted times at commit
-            per_token = (rec.completion_s - rec.arrival_s) / rec.output_tokens
+            # a pending prediction is per DECLARED token: the true length stays hidden until the end
+            tokens = rec.declared_tokens if rec.status == "pending" else rec.output_tokens
+            per_token = (rec.completion_s - rec.arrival_s) / tokens
             reward = -per_token
             info.update(per_token_time_s=per_token, wait_s=rec.wait_s, completion_s=rec.completion_s)
             info["reward_components"] = {"per_token_time": -per_token, "rejection": 0.0}
@@ -239,10 +258,23 @@ class RequestRoutingEnv(DistLLMEnv):
         skipped = self._skipped
         self._advance()
         info["skipped"] = self._skipped - skipped
+        if self._live:      # delayed reward: the requests whose sessions ENDED while advancing
+            per_token_sum = self._completed_per_token_sum(info)
+            reward = -per_token_sum + info["reward_components"]["rejection"]
+            info["reward_components"]["per_token_time"] = -per_token_sum
         terminated = self.request is None
         if terminated:
             info["summary"] = self.episode_summary()
         return reward, terminated, info
+
+    def _completed_per_token_sum(self, info: dict) -> float:
+        """Live engine: Σ (completion_s − arrival_s) / output_tokens (s) over the requests whose sessions
+        ended since the previous step, each counted once (``info["completed_ids"]`` lists them)."""
+        ids, recs = self.sim.completed_ids, self.sim.records
+        new = ids[self._done_cursor:]
+        self._done_cursor = len(ids)
+        info["completed_ids"] = list(new)
+        return float(sum((recs[i].completion_s - recs[i].arrival_s) / recs[i].output_tokens for i in new))
 
     def episode_summary(self) -> dict:
         """Summary metrics of the finished episode (docs/contracts.md §6), numeric keys only."""

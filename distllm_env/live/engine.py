@@ -44,6 +44,7 @@ from ..records import (REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, Cli
                          check_record)
 from ..view import ClusterView
 from ..workload import Request
+from ..perf import prefill_comm_s
 from .server_models import SERVER_MODELS, batch_time_s
 from .sessions import DECODE, DONE, PREFILL, LiveBook, Session, build_session, closed_form
 
@@ -112,12 +113,27 @@ class LiveSimulation:
         self.current_request: Request | None = None
         self._events: list[tuple] = []
         self._seq = 0
+        self._rows: tuple | None = None      # per-server cost rows of the request being evaluated (_static)
+        # times of queued events other than steps (admissions, releases, arrivals, subclass events): a
+        # session alone on its servers is served inline up to the earliest of them (_serial_chain)
+        self._control: list[float] = []
+        # (lower bound of the completion, session) of admitted sessions: the uncontended closed form,
+        # less a margin for rounding; no session can end (and release memory) before its bound
+        self._end_bounds: list[tuple[float, int]] = []
+        cls = type(self)
+        self._inline = (server_model in ("serial", "batched") and all(
+            getattr(cls, m) is getattr(LiveSimulation, m)
+            for m in ("_step_arrives", "_step_done", "_push", "_admit", "_release", "_batch_start", "_batch_done")))
+        # end bounds need step times ≥ their uncontended cost: a negative iteration overhead breaks that
+        self._alone_ok = self.batched_step_overhead_s >= 0.0
+        self._solo_s: dict[tuple[int, int, bool], float] = {}    # (session, hop, prefill) → one-step iteration (s)
         for i, r in enumerate(self._true):
             if r.id != i:
                 raise DistLLMError(f"request ids must be 0..n-1 in order; request {i} has id {r.id}")
             self._push(r.arrival_s, ARRIVAL, i, 0)
         self.active_sessions = 0
         self.max_active_sessions = 0
+        self.completed_ids: list[int] = []   # request ids in the order their sessions ended (delayed rewards)
         self.book = LiveBook(self)
         self._calendar = make_book(reservation, self.capacity_bytes) if server_model == "independent" else None
         self.view = ClusterView(self)
@@ -125,6 +141,8 @@ class LiveSimulation:
     def _push(self, t: float, kind: int, a: int, b: int) -> None:
         heapq.heappush(self._events, (t, kind, a, self._seq, b))
         self._seq += 1
+        if kind == END or kind > BATCH_START:     # not a step or an iteration
+            heapq.heappush(self._control, t)
 
     # -- what the view reads -------------------------------------------------------------------------
     def active_sessions_on(self, server: int) -> int:
@@ -165,6 +183,8 @@ class LiveSimulation:
                 self._try_admit(t)
             elif kind == ADMIT:
                 self._admit(t, self.sessions[a])
+            elif kind != ARRIVAL:       # kinds added by a subclass (churn: live/churn.py)
+                self._other_event(t, kind, a, b)
             else:
                 if self._calendar is not None:
                     self._calendar.advance(self.now_s)
@@ -176,6 +196,9 @@ class LiveSimulation:
                 return req
         return None
 
+    def _other_event(self, t: float, kind, a: int, b: int) -> None:
+        raise DistLLMError(f"unknown event kind {kind!r} at {t} s")
+
     def _session(self, request: Request, route: Route) -> Session:
         part = self._client_parts.get(request.id) if request.client_blocks else None
         return build_session(self.instance, request, route, part, self.instance.initial_delay_s + self.allocation_delay_s)
@@ -186,13 +209,40 @@ class LiveSimulation:
     def evaluate(self, request: Request, route: Route) -> Outcome:
         """PREDICTED outcome of ``request`` (as routers see it: declared length) on ``route`` now:
         predicted start from :class:`LiveBook`, uncontended service.  Commits nothing."""
-        s = self._session(request, route)
-        service = s.static_first_s + (s.declared - 1) * s.static_token_s
-        hold = s.lead_s + service
-        start = self.book.earliest_start(self.now_s, s.hops, hold)
+        hops, first_s, token_s = self._static(request, route)
+        lead_s = self.instance.initial_delay_s + self.allocation_delay_s
+        service = first_s + (int(request.declared_output_tokens) - 1) * token_s
+        hold = lead_s + service
+        start = self.book.earliest_start(self.now_s, hops, hold)
         if start is None:
-            return Outcome(None, math.nan, math.nan, service, hold, s.hops)
-        return Outcome(start, start + s.lead_s + s.static_first_s, start + hold, service, hold, s.hops)
+            return Outcome(None, math.nan, math.nan, service, hold, hops)
+        return Outcome(start, start + lead_s + first_s, start + hold, service, hold, hops)
+
+    def _static(self, request: Request, route: Route) -> tuple[tuple[tuple[int, int], ...], float, float]:
+        """``(hops, static_first_s, static_token_s)`` of :func:`build_session` for ``request`` on
+        ``route`` without building the session: the same per-hop floats (element-wise operations on the
+        same operands, taken from per-server rows cached for the request) summed in the same order."""
+        part = self._client_parts.get(request.id) if request.client_blocks else None
+        key = (request.client, request.prompt_tokens, request.declared_output_tokens,
+               (part.prefill_s, part.per_token_s) if part else None)
+        rows = self._rows if self._rows is not None and self._rows[0] == key else None
+        if rows is None:
+            inst, c, p = self.instance, request.client, request.prompt_tokens
+            rows = self._rows = (
+                key,
+                prefill_comm_s(inst.rtt_s[c], inst.prefill_overhead_slope_s, inst.prefill_overhead_intercept_s,
+                               p).tolist(),
+                inst.tau_prefill_s(p).tolist(), inst.token_cost_s[c].tolist(), inst.tau_decode_s.tolist(),
+                inst.model.kv_bytes_per_block(p, request.declared_output_tokens),
+                part.prefill_s if part else 0.0, part.per_token_s if part else 0.0)
+        _, comm_p, tau_p, comm_d, tau_d, per_block, client_prefill_s, client_token_s = rows
+        hops = tuple((h.server, h.blocks * per_block) for h in route.hops)
+        servers = [h.server for h in route.hops]
+        comp_p = [tau_p[j] * h.blocks for j, h in zip(servers, route.hops)]
+        comp_d = [tau_d[j] * h.blocks for j, h in zip(servers, route.hops)]
+        first_s = float(sum([comm_p[j] for j in servers]) + sum(comp_p)) + client_prefill_s
+        token_s = float(sum([comm_d[j] for j in servers]) + sum(comp_d)) + client_token_s
+        return hops, first_s, token_s
 
     def start_times_s(self, hop_sets, holds_s) -> list[float | None]:
         """Predicted starts of several candidate chains (:meth:`LiveBook.earliest_starts`)."""
@@ -280,11 +330,17 @@ class LiveSimulation:
             self._push(s.completion_s, END, s.rid, 0)
             return
         s.state = PREFILL
-        self._push(t + s.lead_s + s.client_prefill_s + s.comm_prefill_s[0], STEP, s.rid, 0)
+        if self._inline:
+            lb = t + s.lead_s + s.static_first_s + (s.tokens - 1) * s.static_token_s
+            heapq.heappush(self._end_bounds, (lb - 1e-9 * abs(lb) - 1e-9, s.rid))
+        s.next_s = t + s.lead_s + s.client_prefill_s + s.comm_prefill_s[0]
+        self._push(s.next_s, STEP, s.rid, 0)
 
     def _step_arrives(self, t: float, sid: int, h: int) -> None:
         s = self.sessions[sid]
         j = s.servers[h]
+        if self._inline and self._chain(t, s, h):
+            return
         if self.server_model == "serial":
             cost = s.comp_prefill_s[h] if s.done_tokens == 0 else s.comp_decode_s[h]
             busy = self.busy_until_s[j]
@@ -292,16 +348,139 @@ class LiveSimulation:
             self.busy_until_s[j] = done
             self._step_done(done, s, h)
             return
+        s.next_s = t                    # waiting on j: its next step elsewhere comes later
         self._waiting[j].append((sid, h))
         if self._batch[j] is None and not self._start_pending[j]:
-            self._start_pending[j] = True
-            self._push(t, BATCH_START, j, 0)
+            self._start_at(t, j)
+
+    def _start_at(self, t: float, j: int) -> None:
+        """Schedule an iteration of server ``j`` at ``t`` (its waiting steps join it).  When every queued
+        event is later than ``t``, the start event would be popped next: start it now instead."""
+        if self._inline and not (self._events and self._events[0][0] <= t):
+            self._seq += 1
+            self._batch_start(t, j)
+            return
+        self._start_pending[j] = True
+        self._push(t, BATCH_START, j, 0)
+
+    def _chain(self, t: float, s: Session, h: int) -> bool:
+        """Serve the step of hop ``h`` of ``s`` arriving at ``t`` and the session's following steps
+        inline, without the event queue, while nothing else can come first or interfere (exact,
+        conservative lookahead).  A later step of ``s`` reaching server j at time a and ending at d
+        (``serial``: its arrival a counts) is served inline when it comes strictly before
+
+        * every queued event (the queue would pop it next anyway), or
+        * every queued event that is neither a step nor an iteration (admissions, releases, arrivals,
+          i.e. decisions, subclass events), the earliest possible end of every other session (its
+          uncontended completion less a rounding margin: an end pushed later may admit a session onto
+          j), and the next event of every other session holding j (``Session.next_s``: it cannot reach
+          j earlier).  Steps and iterations elsewhere cannot change j's queue.
+
+        ``serial``: the Lindley recursion of the event path (start = max(arrival, busy-until)).
+        ``batched``: a step reaching an idle server runs as an iteration of one step, ending at
+        a + overhead + :func:`batch_time_s` of that step.  Same float operations in the same order as
+        the event path, so the records are identical; the session's end is still an event (memory
+        release order).  Returns ``False`` (nothing done) when the first step must take the event path."""
+        events, busy_until, servers = self._events, self.busy_until_s, s.servers
+        serial = self.server_model == "serial"
+        j = servers[h]
+        if not serial and (self._batch[j] is not None or self._start_pending[j] or self._waiting[j]):
+            return False                            # the server is busy: the step queues (event path)
+        queue_limit = events[0][0] if events else math.inf
+        free_limit = self._free_limit_s(s, t)
+        holders, sessions, rid = self.holders, self.sessions, s.rid
+        if not serial:
+            batch, pending, waiting = self._batch, self._start_pending, self._waiting
+            overhead = self.batched_step_overhead_s
+        n = len(servers)
+        first = True
+        while True:
+            j = servers[h]
+            if serial:
+                if not first and not t < queue_limit:
+                    limit = free_limit
+                    for q in holders[j]:
+                        if q != rid:
+                            x = sessions[q].next_s
+                            if x < limit:
+                                limit = x
+                    if not t < limit:
+                        break
+                cost = s.comp_prefill_s[h] if s.done_tokens == 0 else s.comp_decode_s[h]
+                busy = busy_until[j]
+                done = (t if t > busy else float(busy)) + cost
+                busy_until[j] = done
+                if not first:
+                    self._seq += 1          # the step's own push (tie-break numbers keep increasing)
+            else:
+                if batch[j] is not None or pending[j] or waiting[j]:
+                    break
+                done = t + overhead + self._solo_work_s(s, h, j)
+                if not (t < queue_limit and done < queue_limit):
+                    limit = free_limit
+                    for q in holders[j]:
+                        if q != rid:
+                            x = sessions[q].next_s
+                            if x < limit:
+                                limit = x
+                    if not (t < limit and done < limit):
+                        break
+                busy_until[j] = done
+                self._seq += 2 if first else 3      # (the step's push,) the iteration's start and end
+            first = False
+            if h + 1 < n:
+                h += 1
+                t = done + (s.comm_prefill_s[h] if s.done_tokens == 0 else s.comm_decode_s[h])
+            else:
+                s.done_tokens += 1
+                s.last_token_s = done
+                if s.done_tokens == 1:
+                    s.first_token_s = done
+                    s.state = DECODE
+                if s.done_tokens >= s.tokens:
+                    s.completion_s = done
+                    s.next_s = math.inf
+                    self._push(done, END, s.rid, 0)
+                    return True
+                h = 0
+                t = done + s.client_token_s + s.comm_decode_s[0]
+        if first:
+            return False
+        s.next_s = t
+        self._push(t, STEP, s.rid, h)
+        return True
+
+    def _free_limit_s(self, s: Session, t0: float) -> float:
+        """For :meth:`_chain` while processing an event at ``t0``: the earliest queued event that is
+        neither a step nor an iteration, and, while sessions wait for admission, the earliest possible
+        end of a session other than ``s`` (``-inf`` when end bounds are not valid, i.e. a negative
+        iteration overhead).  Sessions join the admission queue only at decisions (arrival events)."""
+        if not self._alone_ok:
+            return -math.inf
+        control = self._control
+        while control and control[0] < t0:        # popped already (the queue is processed in time order)
+            heapq.heappop(control)
+        limit = control[0] if control else math.inf
+        if not self._queue:     # nobody waits for memory: a release admits nobody until the next decision
+            return limit
+        bounds, sessions = self._end_bounds, self.sessions
+        while bounds and sessions[bounds[0][1]].state == DONE:
+            heapq.heappop(bounds)
+        if bounds:
+            if bounds[0][1] != s.rid:
+                limit = min(limit, bounds[0][0])
+            else:             # the second smallest of a heap is one of the root's children
+                for k in (1, 2):
+                    if k < len(bounds):
+                        limit = min(limit, bounds[k][0])
+        return limit
 
     def _step_done(self, done: float, s: Session, h: int) -> None:
         """Step of hop ``h`` finished at ``done``: schedule the next hop, or finish the token."""
         if h + 1 < len(s.servers):
             comm = s.comm_prefill_s[h + 1] if s.done_tokens == 0 else s.comm_decode_s[h + 1]
-            self._push(done + comm, STEP, s.rid, h + 1)
+            s.next_s = done + comm
+            self._push(s.next_s, STEP, s.rid, h + 1)
             return
         s.done_tokens += 1
         s.last_token_s = done
@@ -310,9 +489,11 @@ class LiveSimulation:
             s.state = DECODE
         if s.done_tokens >= s.tokens:
             s.completion_s = done
+            s.next_s = math.inf
             self._push(done, END, s.rid, 0)
         else:
-            self._push(done + s.client_token_s + s.comm_decode_s[0], STEP, s.rid, 0)
+            s.next_s = done + s.client_token_s + s.comm_decode_s[0]
+            self._push(s.next_s, STEP, s.rid, 0)
 
     def _batch_start(self, t: float, j: int) -> None:
         self._start_pending[j] = False
@@ -320,17 +501,35 @@ class LiveSimulation:
         if not batch:
             return
         self._batch[j] = batch
-        dt = batch_time_s(batch, self.sessions, self._tau[j], self._ftok, self._peak[j], self.batched_step_overhead_s)
-        self.busy_until_s[j] = t + dt
-        self._push(t + dt, BATCH_DONE, j, 0)
+        # end = (t + o) + max(weight-read, compute), summed in this order on purpose: t + (o + max) rounds
+        # differently, and a step arriving one ulp before/after the boundary then joins a different batch
+        # (hypothesis case in tests/test_live_reference.py; the exact rational sum sides with this order)
+        if len(batch) == 1 and self._inline:
+            work = self._solo_work_s(self.sessions[batch[0][0]], batch[0][1], j)
+        else:
+            work = batch_time_s(batch, self.sessions, self._tau[j], self._ftok, self._peak[j], 0.0)
+        end = t + self.batched_step_overhead_s + work
+        self.busy_until_s[j] = end
+        for sid, _ in batch:
+            self.sessions[sid].next_s = end
+        self._push(end, BATCH_DONE, j, 0)
 
     def _batch_done(self, t: float, j: int) -> None:
         batch, self._batch[j] = self._batch[j], None
         for sid, h in batch:
             self._step_done(t, self.sessions[sid], h)
         if self._waiting[j] and not self._start_pending[j]:
-            self._start_pending[j] = True
-            self._push(t, BATCH_START, j, 0)
+            self._start_at(t, j)
+
+    def _solo_work_s(self, s: Session, h: int, j: int) -> float:
+        """:func:`batch_time_s` of an iteration made of the one step of hop ``h`` of ``s`` (cached per
+        session, hop and phase; the same call, so the same value)."""
+        key = (s.rid, h, s.done_tokens == 0)
+        work = self._solo_s.get(key)
+        if work is None:
+            work = self._solo_s[key] = batch_time_s(((s.rid, h),), self.sessions, self._tau[j], self._ftok,
+                                                    self._peak[j], 0.0)
+        return work
 
     def _release(self, t: float, sid: int) -> None:
         s = self.sessions[sid]
@@ -340,6 +539,7 @@ class LiveSimulation:
             del self.holders[j][sid]
         self.active_sessions -= 1
         self.records[sid] = self._record(self._true[sid], s, "completed", s.start_s, s.first_token_s, s.completion_s)
+        self.completed_ids.append(sid)
         self._try_admit(t)
 
     def _record(self, r: Request, s: Session, status: str, start_s: float, first_s: float,
@@ -349,7 +549,7 @@ class LiveSimulation:
             completion_s=end_s, wait_s=start_s - r.arrival_s, prompt_tokens=r.prompt_tokens,
             output_tokens=r.output_tokens, hops=len(s.route), route=s.route, status=status, reason="",
             client_blocks=r.client_blocks, kv_bytes_per_block=s.per_block_bytes,
-            declared_tokens=int(r.declared_output_tokens))
+            declared_tokens=int(r.declared_output_tokens), truncated=bool(r.truncated))
 
     def reject(self, request: Request, reason: str, route: Route | None = None) -> RequestRecord:
         """Record ``request`` rejected for ``reason`` (times NaN)."""
@@ -359,7 +559,7 @@ class LiveSimulation:
             request_id=r.id, client=r.client, arrival_s=r.arrival_s, start_s=nan, first_token_s=nan,
             completion_s=nan, wait_s=nan, prompt_tokens=r.prompt_tokens, output_tokens=r.output_tokens,
             hops=len(route) if route is not None else 0, route=route, status="rejected", reason=reason,
-            client_blocks=r.client_blocks, declared_tokens=int(r.declared_output_tokens))
+            client_blocks=r.client_blocks, declared_tokens=int(r.declared_output_tokens), truncated=bool(r.truncated))
         self.records[r.id] = rec
         self.current_request = None
         return rec

@@ -52,9 +52,12 @@ class RefSession:
 
 
 def reference_run(sessions: list[RefSession], capacity_bytes, server_model: str, backoff: bool,
-                  tau_decode_s, peak_flops, flops_per_token_per_block: float, overhead_s: float = 0.0):
+                  tau_decode_s, peak_flops, flops_per_token_per_block: float, overhead_s: float = 0.0,
+                  retry_instants=backoff_instants_s):
     """Run ``sessions`` (committed in list order at their ``arrival_s``) and fill in their times.
-    Returns the memory trace ``[(time_s, server, held_bytes)]`` after every change."""
+    Returns the memory trace ``[(time_s, server, held_bytes)]`` after every change.  Plain arithmetic
+    only, so :class:`fractions.Fraction` inputs (with ``retry_instants`` yielding Fractions) give the
+    exact times (tests/test_live_reference.py)."""
     events: list = []
     counter = itertools.count()
 
@@ -91,7 +94,7 @@ def reference_run(sessions: list[RefSession], capacity_bytes, server_model: str,
             if not fits(s):
                 return
             if backoff:
-                r = next(s.arrival_s + x for x in backoff_instants_s() if not s.arrival_s + x < t)
+                r = next(s.arrival_s + x for x in retry_instants() if not s.arrival_s + x < t)
                 if r > t:
                     retry_scheduled[0] = True
                     add(r, "retry", None)

@@ -11,6 +11,7 @@ offers a true output length.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class Session:
                  "comm_prefill_s", "comm_decode_s", "comp_prefill_s", "comp_decode_s", "client_prefill_s",
                  "client_token_s", "tokens", "declared", "lead_s", "state", "done_tokens", "start_s",
                  "first_token_s", "last_token_s", "completion_s", "static_first_s", "static_token_s",
-                 "per_block_bytes")
+                 "per_block_bytes", "next_s")
 
     def __init__(self, rid, route, per_block_bytes, comm_prefill_s, comm_decode_s, comp_prefill_s, comp_decode_s,
                  client_prefill_s, client_token_s, tokens, declared, lead_s):
@@ -55,6 +56,7 @@ class Session:
         self.state = WAITING
         self.done_tokens = 0
         self.start_s = self.first_token_s = self.last_token_s = self.completion_s = math.nan
+        self.next_s = math.inf      # engine bookkeeping: time of the session's next event (live/engine.py)
         # uncontended times (the analytic closed form's terms)
         self.static_first_s = float(sum(comm_prefill_s) + sum(comp_prefill_s)) + client_prefill_s
         self.static_token_s = float(sum(comm_decode_s) + sum(comp_decode_s)) + client_token_s
@@ -128,6 +130,10 @@ class LiveBook:
     def __init__(self, engine):
         self._engine = engine
         self.capacity = [int(c) for c in engine.capacity_bytes]
+        # per-server profile cache.  A profile changes only when the engine pops or pushes an event
+        # (admission pushes a step, release and progress happen in popped events), so it stays valid
+        # while (now, pushes so far, events queued) is unchanged: computed once per decision
+        self._profiles: dict[int, tuple[tuple, list[float], list[int]]] = {}
 
     def advance(self, now: float) -> None:
         """Nothing to forget: the live engine releases memory at completion events."""
@@ -135,9 +141,29 @@ class LiveBook:
     def used_bytes(self, server: int, t: float) -> int:
         return self.capacity[server] - self.free_bytes(server, t)
 
+    def _profile(self, server: int, now: float) -> tuple[list[float], list[int]]:
+        """Cached :meth:`free_profile` as plain lists (times_s, free_bytes)."""
+        eng = self._engine
+        key = (now, eng._seq, len(eng._events))
+        hit = self._profiles.get(server)
+        if hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        sessions = eng.sessions
+        ends = sorted((sessions[rid].predicted_end_s(now), sessions[rid].need_bytes[h])
+                      for rid, h in eng.holders[server].items())
+        times = [float(now)]
+        free = [self.capacity[server] - int(eng.used_bytes[server])]
+        acc = free[0]
+        for e, b in ends:        # exact integer running sum: the same values as np.cumsum in int64
+            acc += b
+            times.append(float(e))
+            free.append(acc)
+        self._profiles[server] = (key, times, free)
+        return times, free
+
     def free_bytes(self, server: int, t: float) -> int:
-        times, free = self.free_profile(server, self._engine.now_s)
-        k = int(np.searchsorted(times, t, side="right")) - 1
+        times, free = self._profile(server, self._engine.now_s)
+        k = bisect_right(times, t) - 1
         return int(free[max(k, 0)])
 
     def stays_free_bytes(self, server: int, now: float) -> int:
@@ -145,17 +171,21 @@ class LiveBook:
 
     def free_profile(self, server: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         """``(times_s, free_bytes)`` from the predicted completions of the sessions holding memory on
-        ``server`` now; non-decreasing in both."""
-        eng = self._engine
-        ends = sorted((eng.sessions[rid].predicted_end_s(now), eng.sessions[rid].need_bytes[h])
-                      for rid, h in eng.holders[server].items())
-        t = np.array([now] + [e for e, _ in ends], dtype=float)
-        free0 = self.capacity[server] - int(eng.used_bytes[server])
-        free = free0 + np.concatenate([[0], np.cumsum([b for _, b in ends], dtype=np.int64)])
-        return t, free.astype(np.int64)
+        ``server`` now; non-decreasing in both.  Fresh arrays (the cache stays private)."""
+        times, free = self._profile(server, now)
+        return np.array(times, dtype=float), np.array(free, dtype=np.int64)
 
     def wait_s(self, server: int, now: float, need) -> np.ndarray:
         return wait_for(self.free_profile(server, now), need)
+
+    def _wait_one_s(self, server: int, now: float, need: int) -> float:
+        """:meth:`wait_s` for one scalar ``need`` (same value as :func:`wait_for`: 0 when the bytes
+        are free now, ``inf`` when they never are)."""
+        if need <= self.capacity[server] - self._engine.used_bytes[server]:
+            return 0.0
+        times, free = self._profile(server, now)
+        k = bisect_left(free, need)
+        return times[k] - times[0] if k < len(free) else math.inf
 
     def earliest_start(self, now: float, hops, duration: float) -> float | None:
         """Predicted start: the latest predicted wait over the hops (``None`` if a hop never fits)."""
@@ -163,7 +193,7 @@ class LiveBook:
         for j, need in hops:
             if need > self.capacity[j]:
                 return None
-            w = float(self.wait_s(j, now, need))
+            w = self._wait_one_s(j, now, need)
             if not math.isfinite(w):
                 return None
             start = max(start, now + w)

@@ -22,6 +22,7 @@ from ..catalog import Catalog, ModelSpec
 from ..catalog_parse import parse_catalog
 from ..split.section import parse_split
 from ..yaml_safe import dump_yaml
+from .churn_section import ChurnSpec, parse_churn
 from .fidelity import CONTRACTS, FidelitySpec, parse_fidelity
 from .overrides import apply_overrides
 from .sections import (parse_clients, parse_network, parse_policy_defaults, parse_servers, parse_simulator,
@@ -52,6 +53,8 @@ class Scenario:
     split: SplitSpec | None = None
     #: the ``fidelity:`` readings (docs/fidelity.md "Fidelity modes"; default ``contracts``)
     fidelity: FidelitySpec = CONTRACTS
+    #: the ``churn:`` section (docs/scenarios.md "Churn"); ``None``: servers never leave
+    churn: ChurnSpec | None = None
 
     @property
     def model(self) -> ModelSpec:
@@ -138,11 +141,12 @@ def parse_scenario(raw: Mapping, source: str = "<dict>", base_dir: str | None = 
     policy_defaults = parse_policy_defaults(raw.get("policy_defaults"))
     split = parse_split(raw["split"], catalog, servers) if raw.get("split") is not None else None
     fidelity = parse_fidelity(raw.get("fidelity"))
+    churn = parse_churn(raw.get("churn"), base_dir)
     return Scenario(
         name=name, description=description, model_name=model_name, catalog=catalog, topology=topology,
         servers=servers, clients=clients, network=network, workload=workload, simulator=simulator,
         policy_defaults=policy_defaults, raw=MappingProxyType(copy.deepcopy(dict(raw))), source=source,
-        base_dir=base_dir, overrides=tuple(overrides), split=split, fidelity=fidelity,
+        base_dir=base_dir, overrides=tuple(overrides), split=split, fidelity=fidelity, churn=churn,
     )
 
 

@@ -14,7 +14,7 @@ from ..lengths import LengthDist
 from ..split.section import SplitRequestSpec, SplitSpec
 
 TOP_LEVEL_KEYS = ("name", "description", "model", "gpus", "models", "devices", "topology", "servers",
-                  "clients", "network", "workload", "simulator", "policy_defaults", "split", "fidelity")
+                  "clients", "network", "workload", "simulator", "policy_defaults", "split", "fidelity", "churn")
 RESERVATION_MODES = ("calendar", "published")
 POLICY_FAMILIES = ("petals", "proposed", "default")
 

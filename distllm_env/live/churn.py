@@ -1,0 +1,478 @@
+"""Churn on the live engine: servers that leave, fail and rejoin; PETALS-style session failover
+(docs/model.md §12; docs/simulator.md "Churn"; schema: docs/scenarios.md "Churn").
+
+:class:`ChurnSimulation` is the live engine (:class:`~distllm_env.live.engine.LiveSimulation`) plus
+server events.  Every step is stepped token by token here, ``independent`` included (a step then
+never waits for another session), so that a failure can interrupt it.
+
+* ``fail`` of server j at t: j is down at once; its queued and running steps are dropped and every
+  session holding a span on j fails over at t.
+* ``leave`` of j at t: j takes no new step; a session whose current step has already reached j
+  finishes that step and fails over at its end, every other session holding j fails over at t.
+* ``join``: j is up again, with no KV held; the placement policy's online hook
+  ``place_joining`` (if set with :meth:`ChurnSimulation.set_placement_policy`) may move its span.
+* Failover (PETALS ``src/petals/client/inference_session.py`` ``step`` and
+  ``src/petals/client/routing/sequence_manager.py``): the session keeps its k finished tokens
+  (client-side history); the session's client bans the peer (``ban_s``, doubled each time the same
+  peer fails the same session; one request = one client session); the KV of the failed hop is released; the scenario's router is asked for a chain from the
+  failed hop's first block (``client_blocks`` of the request it sees) over the servers that are up,
+  not banned and not already on the route, and the chain is cut at the failed hop's last block; the
+  new hops take their KV now (the chain must fit now).  Without a chain the client retries at the
+  PETALS back-off instants after the failure (:func:`~distllm_env.backoff.backoff_instant_s`) and
+  gives up (``rejected``, ``failover_timeout``) at the first retry later than ``idle_timeout_s`` after
+  the failure or ``session_timeout_s`` after the session's start.  On success the replacement hops
+  re-prefill prompt + k tokens (initial delay, then Σ over the new hops of t^I_cj(l) + m·τ^I_j(l),
+  l = prompt + k, uncontended) and the session resumes its next token from hop 0; a session failed
+  during its prefill (k = 0) restarts its prefill on the new chain instead.
+  ``recovery_s`` adds, per recovery, resume instant − failure instant.
+
+Extra heap kinds (tie-break after the base kinds of :mod:`~distllm_env.live.engine`, except
+``STEP_DONE``): ``STEP_DONE`` (0.5: a step's end, after session ends and before step arrivals),
+``SERVER`` (server event) and ``RECOVER`` (a failover attempt), in that order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from ..backoff import backoff_instant_s
+from ..chains import Hop, HopCost, Route, check_route
+from ..errors import DistLLMError, NoFeasibleChain, ScenarioError
+from ..perf import prefill_comm_s
+from ..placement import Placement
+from ..records import REJECT_FAILOVER_TIMEOUT, RequestRecord
+from ..rng import generators, seed_streams
+from ..scenario.churn_section import ChurnSpec, draw_period_s
+from ..view import ClusterView
+from .engine import STEP, LiveSimulation
+from .sessions import DECODE, PREFILL, build_session
+
+STEP_DONE, SERVER, RECOVER = 0.5, 7, 8
+UP, LEAVING, DOWN = 0, 1, 2
+EVENT_CODES = {"join": 0, "leave": 1, "fail": 2}
+_HB = 1 << 20          # STEP / STEP_DONE payload = epoch · _HB + hop (stale steps are dropped)
+
+
+class _FailoverState:
+    """What :class:`ClusterView` reads while a failed segment is routed: the engine's state with a
+    placement restricted to the usable servers and the segment request as the request being routed."""
+
+    def __init__(self, eng, placement: Placement, request):
+        self.instance, self.placement, self.cache_policy = eng.instance, placement, eng.cache_policy
+        self.capacity_bytes, self.book, self.now_s = eng.capacity_bytes, eng.book, eng.now_s
+        self.current_request = request
+        self.active_sessions_on, self.queued_work_s = eng.active_sessions_on, eng.queued_work_s
+
+
+class MinLatencyRouter:
+    """Fallback failover router (PETALS ``make_sequence(mode="min_latency")``): the chain of least
+    per-token decode cost Σ (t_cj + τ_j·m_ij) from ``request.client_blocks``."""
+
+    name, family = "min-latency", "petals"
+
+    def route(self, request, view, rng):
+        c = request.client
+        dag = view.feasible_dag(c, request.client_blocks)
+        cost = view.decode_cost(c)
+        extra = view.unreachable_edge_cost_s(c, dag)
+        if extra is not None:
+            cost = HopCost(cost.fixed_s, cost.per_block_s, extra)
+        route, total = dag.shortest(cost)
+        if not math.isfinite(total):
+            raise NoFeasibleChain("no reachable chain")
+        return route
+
+
+class ChurnSimulation(LiveSimulation):
+    """The live engine with server churn (see the module docstring).  Same API as
+    :class:`LiveSimulation`, plus :meth:`set_failover_router` and :meth:`set_placement_policy`
+    (``simulate`` calls both with its policies); ``server_log`` lists the applied
+    server events ``(time_s, server, event)`` and, when ``step_log`` is set to a list before the run,
+    every finished step is appended as ``(server, arrival_s, done_s)``.
+
+    Raises :class:`~distllm_env.errors.ScenarioError` (``churn.trace``, ``churn.stable_servers``) for
+    a server the instance does not have, :class:`~distllm_env.errors.DistLLMError` for a
+    ``place_joining`` result out of range, else what :class:`LiveSimulation` raises."""
+
+    def __init__(self, instance, placement_result, requests, *, churn: ChurnSpec, **kw):
+        self._epoch: dict[int, int] = {}
+        super().__init__(instance, placement_result, requests, **kw)
+        self._calendar = None          # every model is stepped (see the module docstring)
+        self.churn = churn
+        n = instance.num_servers
+        self.state = [UP] * n
+        self._placed = self.placement
+        self._serving: dict[int, tuple[int, float]] = {}   # session → (server, step arrival)
+        self._drain: dict[int, int] = {}                  # session → leaving server it finishes a step on
+        self._recovering: dict[int, dict] = {}
+        self._failovers: dict[int, int] = {}
+        self._recovery_s: dict[int, float] = {}
+        self._bans: dict[tuple[int, int], tuple[float, int]] = {}   # (session, server) → (until, count)
+        self._ended = 0
+        self.router, self.router_rng = MinLatencyRouter(), np.random.default_rng(0)
+        self.server_log: list[tuple[float, int, str]] = []
+        self.placer, self.placer_rng = None, np.random.default_rng(0)
+        #: online re-placements ``(time_s, server, new first block)``
+        self.block_moves: list[tuple[float, int, int]] = []
+        self.step_log: list | None = None
+        self._dirty = False
+        self._failover_views: dict[tuple, ClusterView] = {}
+        for ev in churn.trace:
+            if ev.server >= n:
+                raise ScenarioError("churn.trace", f"event at {ev.time_s:g} s names server {ev.server}; the "
+                                                   f"instance has servers 0..{n - 1}")
+            self._push(ev.time_s, SERVER, ev.server, EVENT_CODES[ev.event])
+        self._gens = None
+        if churn.distribution is not None and n:
+            # the ``churn`` seed stream, one sub-stream per server (docs/contracts.md §1)
+            self._gens = generators(seed_streams(instance.seed)["churn"], n)
+            bad = [j for j in churn.stable_servers if j >= n]
+            if bad:
+                raise ScenarioError("churn.stable_servers", f"server {bad[0]} does not exist; the instance has "
+                                                            f"servers 0..{n - 1}")
+            stable = set(churn.stable_servers)
+            for j in range(n):
+                if j not in stable:
+                    self._push(self._draw(j, up=True), SERVER, j, 3 + EVENT_CODES[churn.down_event])
+
+    # -- the protocol hook ---------------------------------------------------------------------------
+    def set_placement_policy(self, policy, rng: np.random.Generator) -> None:
+        """Let ``policy``'s ``place_joining`` (if it has one) choose the blocks of each (re)joining
+        server, drawing from ``rng`` (docs/baselines.md "Online re-placement")."""
+        self.placer, self.placer_rng = policy, rng
+
+    def set_failover_router(self, router, rng: np.random.Generator) -> None:
+        """Route failed segments with ``router`` (a :class:`~distllm_env.protocols.RoutingPolicy`)
+        drawing from ``rng``; default :class:`MinLatencyRouter`."""
+        self.router, self.router_rng = router, rng
+
+    # -- events --------------------------------------------------------------------------------------
+    def _draw(self, j: int, up: bool) -> float:
+        c = self.churn
+        return self.now_s + draw_period_s(self._gens[j], c.distribution, c.mean_uptime_s if up else c.mean_downtime_s,
+                                          c.shape)
+
+    def _push(self, t, kind, a, b):
+        if kind == STEP:
+            b += _HB * self._epoch.get(a, 0)
+        super()._push(t, kind, a, b)
+
+    def _other_event(self, t: float, kind, a: int, b: int) -> None:
+        if kind == STEP_DONE:
+            ep, h = divmod(b, _HB)
+            if ep == self._epoch.get(a, 0):
+                self._step_done(t, self.sessions[a], h)
+        elif kind == SERVER:
+            drawn = b >= 3
+            ev = ("join", "leave", "fail")[b - 3 if drawn else b]
+            self._server_event(t, a, ev)
+            if drawn and self._ended < len(self.requests):
+                if ev == "join":
+                    self._push(self._draw(a, up=True), SERVER, a, 3 + EVENT_CODES[self.churn.down_event])
+                else:
+                    self._push(self._draw(a, up=False), SERVER, a, 3)
+        elif kind == RECOVER:
+            if a in self._recovering:
+                self._attempt(t, a)
+        else:
+            super()._other_event(t, kind, a, b)
+
+    def _server_event(self, t: float, j: int, ev: str) -> None:
+        if ev == "join":
+            if self.state[j] == UP:
+                return
+            self._place_joining(t, j)
+            self.state[j] = UP
+        else:
+            if self.state[j] == DOWN or (self.state[j] == LEAVING and ev == "leave"):
+                return
+            self.state[j] = DOWN if ev == "fail" else LEAVING
+            if ev == "fail":
+                self.busy_until_s[j] = t
+                self._waiting[j] = []
+                self._batch[j] = None
+            for sid in sorted(self.holders[j]):
+                at = self._serving.get(sid)
+                if ev == "leave" and at is not None and at[0] == j:
+                    self._drain[sid] = j          # finishes the step it has on j, then fails over
+                else:
+                    self._break(t, sid, j)
+        self.server_log.append((t, j, ev))
+        self._dirty = True             # the routers' view is updated before the next routing decision
+
+    def next_request(self):
+        """As :meth:`LiveSimulation.next_request`; the view's placement shows the servers up then."""
+        req = super().next_request()
+        if self._dirty:
+            self._mask()
+        return req
+
+    def _place_joining(self, t: float, j: int) -> None:
+        """Online re-placement: a (re)joining server asks the placement policy's
+        ``place_joining(server, count, view, rng) -> start`` (docs/baselines.md "Online
+        re-placement") for the first of its ``count`` placed blocks; the view shows the swarm
+        without it.  Without a policy hook it keeps its blocks."""
+        hook = getattr(self.placer, "place_joining", None)
+        p = self._placed
+        count = p.counts[j]
+        if hook is None or count == 0:
+            return
+        start = hook(j, count, self.view, self.placer_rng)
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start <= p.num_blocks - count:
+            raise DistLLMError(f"{getattr(self.placer, 'name', 'placement policy')}.place_joining returned "
+                               f"{start!r} for server {j}; expected a start in 0..{p.num_blocks - count}")
+        if int(start) != p.starts[j]:
+            starts = list(p.starts)
+            starts[j] = int(start)
+            self._placed = Placement(tuple(starts), p.counts, p.num_blocks)
+            self.block_moves.append((t, j, int(start)))
+
+    def _mask(self) -> None:
+        """Routers see only the servers that are up (docs/model.md §12)."""
+        self._dirty = False
+        p = self._placed
+        counts = tuple(c if self.state[j] == UP else 0 for j, c in enumerate(p.counts))
+        if counts == self.placement.counts and p.starts == self.placement.starts:
+            return                     # e.g. a server failed and rejoined between two arrivals
+        self.placement = Placement(p.starts, counts, p.num_blocks)
+        self.view.placement = self.placement
+        self.view._dags = {}
+
+    # -- stepping --------------------------------------------------------------------------------------
+    def _admit(self, t, s):
+        s.start_s = t
+        for h, (j, need) in enumerate(zip(s.servers, s.need_bytes)):
+            self.used_bytes[j] += need
+            self.holders[j][s.rid] = h
+        self.active_sessions += 1
+        self.max_active_sessions = max(self.max_active_sessions, self.active_sessions)
+        s.state = PREFILL
+        self._push(t + s.lead_s + s.client_prefill_s + s.comm_prefill_s[0], STEP, s.rid, 0)
+        for j in s.servers:                          # a server lost while the session queued
+            if self.state[j] != UP and s.rid in self.holders[j]:
+                self._break(t, s.rid, j)
+
+    def _step_arrives(self, t, sid, hb):
+        ep, h = divmod(hb, _HB)
+        if ep != self._epoch.get(sid, 0):
+            return                                   # dropped by a failover
+        s = self.sessions[sid]
+        j = s.servers[h]
+        assert self.state[j] == UP, f"step of session {sid} reached server {j}, which is not up"
+        self._serving[sid] = (j, t)
+        if self.server_model == "batched":
+            super()._step_arrives(t, sid, h)
+            return
+        cost = s.comp_prefill_s[h] if s.done_tokens == 0 else s.comp_decode_s[h]
+        start = t
+        if self.server_model == "serial":
+            busy = float(self.busy_until_s[j])
+            start = t if t > busy else busy
+            self.busy_until_s[j] = start + cost
+        super()._push(start + cost, STEP_DONE, sid, ep * _HB + h)
+
+    def _step_done(self, done, s, h):
+        at = self._serving.pop(s.rid, None)
+        if self.step_log is not None and at is not None:
+            self.step_log.append((at[0], at[1], done))
+        super()._step_done(done, s, h)
+        j = self._drain.pop(s.rid, None)
+        if j is not None and s.done_tokens < s.tokens and s.rid in self.holders[j]:
+            self._break(done, s.rid, j)
+
+    def _batch_done(self, t, j):
+        if self._batch[j] is None or t != self.busy_until_s[j]:
+            return                                   # the batch was dropped by a failure
+        super()._batch_done(t, j)
+
+    # -- failover --------------------------------------------------------------------------------------
+    def _break(self, t: float, sid: int, j: int) -> None:
+        """Session ``sid`` loses its hop on server ``j`` at ``t``."""
+        s = self.sessions[sid]
+        h = self.holders[j].pop(sid)
+        self.used_bytes[j] -= s.need_bytes[h]
+        self._failovers[sid] = self._failovers.get(sid, 0) + 1
+        _, count = self._bans.get((sid, j), (0.0, 0))
+        self._bans[(sid, j)] = (t + self.churn.ban_s * 2.0 ** count, count + 1)
+        rec = self._recovering.get(sid)
+        if rec is None:
+            self._epoch[sid] = self._epoch.get(sid, 0) + 1
+            for k in set(s.servers):
+                if self._waiting[k]:
+                    self._waiting[k] = [x for x in self._waiting[k] if x[0] != sid]
+                b = self._batch[k]
+                if b:
+                    b[:] = [x for x in b if x[0] != sid]
+            self._serving.pop(sid, None)
+            self._drain.pop(sid, None)
+            rec = self._recovering[sid] = {"fail_s": t, "attempt": 0, "broken": set(), "fresh": {}}
+            super()._push(t, RECOVER, sid, 0)
+        rec["broken"].add(j)
+        rec["fresh"].pop(j, None)
+
+    def _usable_placement(self, t: float, sid: int) -> Placement:
+        p = self._placed
+        counts = tuple(0 if (self.state[j] != UP or self._bans.get((sid, j), (0.0, 0))[0] > t) else c
+                       for j, c in enumerate(p.counts))
+        return Placement(p.starts, counts, p.num_blocks)
+
+    def _segment(self, t: float, sid: int, hop: Hop) -> list[Hop] | None:
+        """Replacement hops for ``hop`` (blocks first..last), or ``None`` when no chain exists now."""
+        true = self._true[sid]
+        placement = self._usable_placement(t, sid)
+        req = replace(self.requests[sid], client_blocks=hop.first_block)
+        key = (placement.starts, placement.counts)
+        view = self._failover_views.get(key)
+        if view is None:               # sessions failed by one event share one view (and its chain DAGs)
+            if len(self._failover_views) >= 16:
+                self._failover_views.clear()
+            view = self._failover_views[key] = ClusterView(_FailoverState(self, placement, req))
+        view._sim.now_s, view._sim.current_request = t, req
+        try:
+            route = self.router.route(req, view, self.router_rng)
+        except NoFeasibleChain:
+            return None
+        check_route(placement, route, hop.first_block)
+        if not self.reachable(true.client, [x.server for x in route.hops]):
+            return None
+        out = []
+        for x in route.hops:
+            if x.first_block > hop.last_block:
+                break
+            out.append(Hop(x.server, x.first_block, min(x.last_block, hop.last_block)))
+        return out
+
+    def _attempt(self, t: float, sid: int) -> None:
+        rec = self._recovering[sid]
+        s = self.sessions[sid]
+        cs = self.churn
+        if t - rec["fail_s"] > cs.idle_timeout_s or t - s.start_s > cs.session_timeout_s:
+            self._give_up(t, sid)
+            return
+        for j in s.servers:                          # e.g. a leaving server it was finishing a step on
+            if self.state[j] != UP and sid in self.holders[j]:
+                self._break(t, sid, j)
+        for j in sorted(rec["broken"], key=s.servers.index):
+            h = s.servers.index(j)
+            new = self._segment(t, sid, s.route.hops[h])
+            hops = None if new is None else self._joined(sid, s.route.hops, h, new)
+            if hops is None:
+                break
+            added = self._added_blocks(sid, hops, rec["broken"] - {j})
+            per = s.per_block_bytes
+            if any(self.used_bytes[k] + m * per > self.capacity_bytes[k] for k, m in added.items()):
+                break
+            s = self._splice(sid, hops, added)
+            rec["broken"].discard(j)
+            for k, m in added.items():
+                rec["fresh"][k] = rec["fresh"].get(k, 0) + m
+        if rec["broken"]:
+            k = rec["attempt"] + 1
+            while rec["fail_s"] + backoff_instant_s(k) <= t:
+                k += 1
+            rec["attempt"] = k
+            super()._push(rec["fail_s"] + backoff_instant_s(k), RECOVER, sid, 0)
+            return
+        self._resume(t, sid)
+
+    def _joined(self, sid: int, hops, h: int, new: list[Hop]) -> tuple[Hop, ...] | None:
+        """``hops`` with hop ``h`` replaced by ``new``.  A new hop on the server of the hop just
+        before (after) it extends that hop instead; any other server already held by the session
+        makes the candidate unusable now (``None``): a session holds one span per server."""
+        prev, nxt, new = list(hops[:h]), list(hops[h + 1:]), list(new)
+        if new and prev and new[0].server == prev[-1].server:
+            prev[-1] = Hop(prev[-1].server, prev[-1].first_block, new[0].last_block)
+            new = new[1:]
+        if new and nxt and new[-1].server == nxt[0].server:
+            nxt[0] = Hop(nxt[0].server, new[-1].first_block, nxt[0].last_block)
+            new = new[:-1]
+        out = tuple(prev + new + nxt)
+        servers = [x.server for x in out]
+        if len(set(servers)) != len(servers):
+            return None
+        return out
+
+    def _added_blocks(self, sid: int, hops, still_broken) -> dict[int, int]:
+        """Blocks each server of ``hops`` takes beyond what it already holds for ``sid`` (the hops of
+        ``still_broken`` servers, replaced later, take nothing)."""
+        s = self.sessions[sid]
+        held = {j: s.blocks[h] for j, h in ((j, self.holders[j].get(sid)) for j in s.servers) if h is not None}
+        return {x.server: x.blocks - held.get(x.server, 0) for x in hops
+                if x.server not in still_broken and x.blocks > held.get(x.server, 0)}
+
+    def _splice(self, sid: int, hops, added: dict[int, int]) -> object:
+        """Give session ``sid`` the route ``hops`` (KV taken on the servers of ``added``); the rebuilt
+        session keeps its progress."""
+        old = self.sessions[sid]
+        held = {j: old.need_bytes[h] for j, h in ((j, self.holders[j].get(sid)) for j in old.servers) if h is not None}
+        s = build_session(self.instance, self._true[sid], Route(tuple(hops)), self._client_parts.get(sid), old.lead_s)
+        for f in ("state", "done_tokens", "start_s", "first_token_s", "last_token_s", "completion_s"):
+            setattr(s, f, getattr(old, f))
+        self.sessions[sid] = s
+        for k, (j, need) in enumerate(zip(s.servers, s.need_bytes)):
+            if j in held:
+                self.used_bytes[j] += need - held[j]
+                self.holders[j][sid] = k
+            elif j in added:
+                self.used_bytes[j] += need
+                self.holders[j][sid] = k
+        return s
+
+    def _resume(self, t: float, sid: int) -> None:
+        rec = self._recovering.pop(sid)
+        s = self.sessions[sid]
+        inst = self.instance
+        true = self._true[sid]
+        if s.done_tokens == 0:                       # failed during prefill: prefill again on the new chain
+            s.state = PREFILL
+            t_r = t + inst.initial_delay_s
+            self._push(t_r + s.client_prefill_s + s.comm_prefill_s[0], STEP, sid, 0)
+        else:
+            length = true.prompt_tokens + s.done_tokens
+            re = 0.0
+            for j in s.servers:
+                m = rec["fresh"].get(j, 0)
+                if m:
+                    comm = float(prefill_comm_s(inst.rtt_s[true.client, j], inst.prefill_overhead_slope_s,
+                                                inst.prefill_overhead_intercept_s, length))
+                    re += comm + float(inst.tau_prefill_s(length, np.array([j]))[0]) * m
+            t_r = t + inst.initial_delay_s + re
+            s.state = DECODE
+            self._push(t_r + s.client_token_s + s.comm_decode_s[0], STEP, sid, 0)
+        self._recovery_s[sid] = self._recovery_s.get(sid, 0.0) + (t_r - rec["fail_s"])
+
+    def _give_up(self, t: float, sid: int) -> None:
+        rec = self._recovering.pop(sid)
+        self._recovery_s[sid] = self._recovery_s.get(sid, 0.0) + (t - rec["fail_s"])
+        s = self.sessions[sid]
+        for j in set(s.servers):
+            h = self.holders[j].pop(sid, None)
+            if h is not None:
+                self.used_bytes[j] -= s.need_bytes[h]
+        self.active_sessions -= 1
+        nan = math.nan
+        rec = self._record(self._true[sid], s, "rejected", nan, nan, nan)
+        self.records[sid] = replace(rec, reason=REJECT_FAILOVER_TIMEOUT, wait_s=nan)
+        self._ended += 1
+        self._try_admit(t)
+
+    # -- bookkeeping -----------------------------------------------------------------------------------
+    def _release(self, t, sid):
+        super()._release(t, sid)
+        self._ended += 1
+
+    def reject(self, request, reason, route=None):
+        rec = super().reject(request, reason, route)
+        self._ended += 1
+        return rec
+
+    def _record(self, r, s, status, start_s, first_s, end_s) -> RequestRecord:
+        rec = super()._record(r, s, status, start_s, first_s, end_s)
+        n = self._failovers.get(r.id, 0)
+        return replace(rec, failovers=n, recovery_s=self._recovery_s.get(r.id, 0.0)) if n else rec
+
+
+__all__ = ["ChurnSimulation", "MinLatencyRouter"]
