@@ -262,6 +262,29 @@ def petals_counts(instance: Instance, attn_cache_tokens: int | None = None) -> l
             for m, cap in zip(instance.memory_bytes, instance.max_blocks)]
 
 
+def online_best_start(server: int, count: int, view) -> int:
+    """PETALS ``choose_best_blocks`` for ``server`` joining the live swarm ``view.placement`` (servers
+    down host nothing): :func:`best_start` of ``count`` blocks over the per-block throughput of the
+    other servers.  Returns the first block."""
+    p = view.placement
+    tputs = server_throughputs(view.instance, p.counts)
+    return best_start(block_throughputs(p.starts, p.counts, tputs, p.num_blocks, exclude=server), count)
+
+
+def online_should_move(server: int, view, balance_quality: float, rng: np.random.Generator,
+                       max_rounds: int = 100) -> bool:
+    """PETALS' periodic rebalancing check under churn (petals ``server/server.py`` balance loop,
+    ``server/block_selection.py`` ``should_choose_other_blocks``; docs/model.md §8.4, §12.1):
+    :func:`should_choose_other_blocks` for ``server`` on the live swarm ``view.placement`` (servers
+    down host nothing) with the announced throughputs of :func:`server_throughputs`."""
+    p = view.placement
+    if p.counts[server] <= 0:
+        return False
+    tputs = server_throughputs(view.instance, p.counts)
+    return should_choose_other_blocks(server, p.starts, p.counts, tputs, p.num_blocks, balance_quality, rng,
+                                      max_rounds)
+
+
 # --------------------------------------------------------------------------------------------------
 # placement policy
 # --------------------------------------------------------------------------------------------------
@@ -298,9 +321,7 @@ class PetalsPlacement:
         PETALS ``choose_best_blocks`` (petals ``server/block_selection.py``) — :func:`best_start` of
         its ``count`` blocks over the per-block throughput of the servers up now (``view.placement``
         shows a down server with no blocks).  Returns the first block."""
-        p = view.placement
-        tputs = server_throughputs(view.instance, p.counts)
-        return best_start(block_throughputs(p.starts, p.counts, tputs, p.num_blocks, exclude=server), count)
+        return online_best_start(server, count, view)
 
     def _place_with(self, instance: Instance, rng: np.random.Generator, order: list[int], counts: list[int],
                     cache_policy: CachePolicy, extra: dict | None = None) -> PlacementResult:
@@ -450,6 +471,6 @@ class PetalsRouter:
 __all__ = [
     "ATTN_CACHE_TOKENS", "ATTN_CACHE_TOKENS_GQA", "CACHE_PENALTY_S", "HOP_OVERHEAD_S", "PetalsPlacement",
     "PetalsRouter", "attn_cache_tokens_for", "best_start", "block_throughputs", "cache_bytes_per_block",
-    "choose_num_blocks", "petals_counts", "petals_join", "rebalance", "server_throughputs",
-    "should_choose_other_blocks",
+    "choose_num_blocks", "online_best_start", "online_should_move", "petals_counts", "petals_join", "rebalance",
+    "server_throughputs", "should_choose_other_blocks",
 ]

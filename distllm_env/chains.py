@@ -105,6 +105,33 @@ def check_route(placement: Placement, route: Route, client_blocks: int = 0) -> N
                          f"{expected.to_text()}")
 
 
+class _GroupedPred:
+    """Lazy predecessors for :meth:`ChainDAG._shortest_grouped`: ``pred[k]`` is the source of the
+    first edge into node k, in DAG order (predecessors by ascending end, then node order), whose
+    ``dist[src] + w`` equals ``dist[k]`` — the edge the edge-by-edge DP keeps."""
+
+    def __init__(self, dag: "ChainDAG", dist: list[float], D: list[float], fixed: list[float], per: list[float]):
+        self.dag, self.dist, self.D, self.fixed, self.per = dag, dist, D, fixed, per
+
+    def __getitem__(self, k: int) -> int:
+        dag, dist, D = self.dag, self.dist, self.D
+        e, f, p, target = dag._ends_list[k], self.fixed[k], self.per[k], dist[k]
+        cb = dag.client_blocks
+        for q in range(max(dag._starts_list[k], cb), e):
+            w = f + p * (e - q)
+            if D[q] + w != target:
+                continue
+            if q == cb:
+                return dag.n              # the client source (its edge comes first)
+            ends = dag._ends_list
+            u = int(np.searchsorted(dag.ends, q, side="left"))
+            while u < dag.n and ends[u] == q:
+                if dist[u] + w == target:
+                    return u
+                u += 1
+        raise AssertionError(f"no predecessor reaches node {k}'s distance")  # pragma: no cover
+
+
 @dataclass(frozen=True)
 class HopCost:
     """Edge weights on the chain DAG.
@@ -158,9 +185,19 @@ class ChainDAG:
         self.starts = starts[order]
         n = len(order)
         self.n = n
+        self.from_source = (self.starts <= client_blocks) & (client_blocks < self.ends)
+        self.to_sink = self.ends == L
+        # the edge arrays are built on first use (:meth:`_edges`): the grouped shortest path
+        # (:meth:`_shortest_grouped`) never needs them, and churn builds a DAG per live-server set
+
+    def _edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(edge_ptr, edge_src, edge_dst, edge_blocks), built once."""
+        cached = self.__dict__.get("_edge_arrays")
+        if cached is not None:
+            return cached
+        n, client_blocks, from_source = self.n, self.client_blocks, self.from_source
         lo = np.searchsorted(self.ends, self.starts, side="left")
         hi = np.searchsorted(self.ends, self.ends, side="left")
-        from_source = (self.starts <= client_blocks) & (client_blocks < self.ends)
         counts = (hi - lo) + from_source.astype(np.int64)
         ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=ptr[1:])
@@ -175,12 +212,29 @@ class ChainDAG:
                 a += 1
             src[a: ptr[k + 1]] = np.arange(lo[k], hi[k])
         src_end = np.where(src == n, client_blocks, self.ends[np.minimum(src, max(n - 1, 0))] if n else 0)
-        self.edge_ptr = ptr
-        self.edge_src = src
-        self.edge_dst = dst
-        self.edge_blocks = self.ends[dst] - src_end if n else np.zeros(0, dtype=np.int64)
-        self.to_sink = self.ends == L
-        self.from_source = from_source
+        blocks = self.ends[dst] - src_end if n else np.zeros(0, dtype=np.int64)
+        cached = self.__dict__["_edge_arrays"] = (ptr, src, dst, blocks)
+        return cached
+
+    @property
+    def edge_ptr(self) -> np.ndarray:
+        """Node k's incoming edges are ``edge_ptr[k] … edge_ptr[k+1]−1``; shape (n+1,)."""
+        return self._edges()[0]
+
+    @property
+    def edge_src(self) -> np.ndarray:
+        """Predecessor node of each edge, ``n`` for the client source; shape (num_edges,)."""
+        return self._edges()[1]
+
+    @property
+    def edge_dst(self) -> np.ndarray:
+        """Destination node of each edge; shape (num_edges,)."""
+        return self._edges()[2]
+
+    @property
+    def edge_blocks(self) -> np.ndarray:
+        """m_ij of each edge (blocks processed at the destination); shape (num_edges,)."""
+        return self._edges()[3]
 
     @property
     def num_edges(self) -> int:
@@ -221,6 +275,10 @@ class ChainDAG:
         simulator's Dijkstra, whose ``min`` returns the first of equal distances (docs/fidelity.md)."""
         if self.ties == "first-finalised":
             return self._shortest_first_finalised(cost)
+        if cost.edge_extra_s is None:
+            fast = self._shortest_grouped(cost)
+            if fast is not None:
+                return fast
         # The DP runs over Python lists: with tens of nodes and hundreds of edges this is several
         # times faster than per-node numpy slicing, and it performs the same float additions and the
         # same first-minimum tie-breaking as np.argmin, so results are identical.
@@ -241,6 +299,38 @@ class ChainDAG:
                 dist[k] = best
                 pred[k] = src[arg]
         return self._best_sink(dist, pred, cost, order_key=None)
+
+    def _shortest_grouped(self, cost: HopCost) -> tuple[Route, float] | None:
+        """:meth:`shortest` under ``lowest-index`` ties for edge weights without ``edge_extra_s``,
+        without the edge arrays: every edge into node k from a predecessor (or the source) ending at
+        block e' weighs ``fixed_s[j] + per_block_s[j]·(end_k − e')``, the same for every predecessor
+        with that end, so node k needs only ``D[e']``, the least distance of the nodes ending at e'
+        (O(Σ m_j) instead of O(edges)).  The predecessor on the returned chain is the first edge in
+        DAG order that reaches node k's distance — the DP of :meth:`shortest` with the same float
+        additions, so the route and cost are identical.  ``None`` (use the edge DP) when a weight is
+        NaN."""
+        srv = self.servers
+        fixed_a, per_a = cost.fixed_s[srv], cost.per_block_s[srv]
+        if np.isnan(fixed_a).any() or np.isnan(per_a).any():
+            return None
+        fixed, per = fixed_a.tolist(), per_a.tolist()
+        ends, starts = self._ends_list, self._starts_list
+        n, cb = self.n, self.client_blocks
+        inf = float("inf")
+        D = [inf] * (self.placement.num_blocks + 1)
+        D[cb] = 0.0                       # the client source; no node ends at or before cb
+        dist = [inf] * n
+        for k in range(n):
+            e, f, p = ends[k], fixed[k], per[k]
+            best = inf
+            for q in range(starts[k] if starts[k] > cb else cb, e):
+                d = D[q] + (f + p * (e - q))
+                if d < best:
+                    best = d
+            dist[k] = best
+            if best < D[e]:
+                D[e] = best
+        return self._best_sink(dist, _GroupedPred(self, dist, D, fixed, per), cost, order_key=None)
 
     def _shortest_first_finalised(self, cost: HopCost) -> tuple[Route, float]:
         n = self.n
@@ -286,6 +376,14 @@ class ChainDAG:
             nodes.append(k)
             k = pred[k]
         return self._route_from_nodes(nodes[::-1]), float(total[i])
+
+    @cached_property
+    def _ends_list(self) -> list[int]:
+        return self.ends.tolist()
+
+    @cached_property
+    def _starts_list(self) -> list[int]:
+        return self.starts.tolist()
 
     @cached_property
     def _ptr_list(self) -> list[int]:

@@ -44,6 +44,10 @@ MAX_ARRIVAL_RATE_PER_S = 1e6
 #: Largest coefficient of variation ``workload.cv`` of Gamma arrivals (the Azure code trace 2023
 #: measures 13.15; docs/scenarios.md).
 MAX_CV = 100.0
+#: Latest arrival time (s) a workload may produce, after ``time_scale``: about 32 years.  Beyond it
+#: float64 time loses sub-microsecond resolution (ulp(10^9) ≈ 1.2·10⁻⁷ s), and at 10^15 s a whole
+#: 0.1 s token would vanish in rounding, so results would be silently wrong.
+MAX_HORIZON_S = 1e9
 #: Largest ``workload.time_scale`` (arrival-rate multiplier).
 MAX_TIME_SCALE = 1e6
 #: Longest prompt or output length (tokens), and the largest ``max_sequence_tokens``.

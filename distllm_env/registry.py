@@ -134,6 +134,32 @@ def check_scenario_policies(scenario, allow_imports: bool = False) -> None:
     :class:`ScenarioError`."""
     for kind in _KINDS:
         _scenario_policy(scenario, kind, allow_imports)
+    check_policy_options(scenario)
+
+
+def check_policy_options(scenario) -> None:
+    """Check every ``policy_defaults.options.<name>`` section whose ``<name>`` is a registered
+    placement or routing policy, as resolving that policy would (unknown option names, bad values),
+    whether or not the scenario's defaults use it — so ``scenarios validate`` refuses what
+    ``simulate --placement <name>`` would.  A name registered for both decisions (``petals``,
+    ``random``) passes if either class accepts the options.  Sections keyed by an import path are not
+    checked (that would import user code).  Only registered, built-in classes are constructed.
+
+    Raises:
+        ScenarioError: at ``policy_defaults.options.<name>[.<option>]``."""
+    for name, opts in scenario.policy_defaults.options.items():
+        errors = []
+        kinds = [registry[name] for _, _, registry in _KINDS.values() if name in registry]
+        for path in kinds:
+            try:
+                instantiate(load_object(path, field=f"policy_defaults.options.{name}"), name, opts)
+            except ScenarioError as exc:
+                errors.append(exc)
+            else:
+                break
+        else:
+            if errors:
+                raise errors[0]
 
 
 def is_available(path: str) -> bool:

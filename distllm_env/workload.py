@@ -15,6 +15,7 @@ import numpy as np
 
 from .arrivals import gamma_arrivals, mmpp_arrivals, poisson_arrivals
 from .errors import ScenarioError
+from .limits import MAX_HORIZON_S
 from .instance import Instance
 from .lengths import EXCEEDS_MAX_SEQUENCE, admit_lengths
 from .rng import generators, seed_streams
@@ -94,8 +95,10 @@ def generate_requests(instance: Instance, seed: int) -> list[Request]:
         arrivals = poisson_arrivals(arrival_rng, wl.arrival_rate_per_s, n)
     if wl.time_scale != 1.0:
         arrivals = arrivals / wl.time_scale
-    if not np.all(np.isfinite(arrivals)):  # guarded by the rate / trace checks at parse time
-        raise ScenarioError("workload", "arrival times are not finite (rate too small or trace out of range)")
+    if not np.all(np.isfinite(arrivals)) or (arrivals.size and arrivals.max() > MAX_HORIZON_S):
+        # the parse-time checks bound the MEAN horizon; a draw can still land past it
+        raise ScenarioError("workload", f"arrival times reach {float(np.max(arrivals)):.3g} s, beyond the "
+                                        f"{MAX_HORIZON_S:g} s horizon (docs/scenarios.md, limits)")
     if prompt is None:
         prompt = wl.prompt_tokens.sample(length_rng, n)
         output = wl.output_tokens.sample(length_rng, n)

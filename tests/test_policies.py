@@ -384,3 +384,17 @@ def test_evaluate_opt_in_allows_a_scenario_import_path(capsys):
     assert main(args) == 2
     assert REFUSED in _one_error_line(capsys)
     assert main(args + ["--allow-import"]) == 0
+
+
+def test_validate_refuses_options_simulate_would_refuse(capsys):
+    """Found by benchmarks/fuzz.py ('inconsistent'): `scenarios validate` accepted an unknown option of
+    a registered policy the defaults do not use, which `simulate --placement milp` then refused."""
+    from distllm_env.cli import main
+
+    bad = ["--set", "policy_defaults.options.milp.fuzz_kwarg=1"]
+    assert main(["scenarios", "validate", "paper-gtsce", *bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "policy_defaults.options.milp.fuzz_kwarg" in err[0]
+    assert main(["simulate", "--scenario", "paper-gtsce", "--placement", "milp", "--routing", "shortest", *bad]) == 2
+    # a value only one of two same-named classes accepts is fine (petals: placement and router)
+    assert main(["scenarios", "validate", "paper-gtsce", "--set", "policy_defaults.options.petals.rebalance=true"]) == 0

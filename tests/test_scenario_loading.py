@@ -239,13 +239,30 @@ def test_arrival_rate_must_keep_arrival_times_finite(rate):
     assert err.path == "workload.arrival_rate_per_s"
 
 
-def test_smallest_arrival_rate_gives_finite_arrivals():
+def test_smallest_arrival_rate_gives_finite_arrivals_within_the_horizon():
     from distllm_env.workload import generate_requests
 
     sc = load_scenario("tiny", [f"workload.arrival_rate_per_s={limits.MIN_ARRIVAL_RATE_PER_S}",
-                                "workload.num_requests=5"])
+                                "workload.num_requests=1"])
     reqs = generate_requests(build_instance(sc, 0), 0)
-    assert all(r.arrival_s < float("inf") for r in reqs) and reqs[-1].arrival_s > 1e6
+    assert [r.arrival_s for r in reqs] == [0.0]
+    # five requests at that rate would arrive around 5·10^9 s, past the horizon: refused, not rounded
+    with pytest.raises(ScenarioError) as err:
+        load_scenario("tiny", [f"workload.arrival_rate_per_s={limits.MIN_ARRIVAL_RATE_PER_S}",
+                               "workload.num_requests=5"])
+    assert err.value.path == "workload.arrival_rate_per_s" and "horizon" in str(err.value)
+
+
+@pytest.mark.parametrize("preset,overrides", [
+    ("tiny", ["workload.time_scale=1e-300"]),                          # poisson, scaled
+    ("azure-conv-swarm", ["workload.time_scale=1e-300"]),              # a trace window, scaled
+    ("azure-conv-swarm", ["workload.time_scale=1e-7"]),                # ~10^10 s span
+])
+def test_time_scale_that_pushes_arrivals_past_the_horizon_is_refused(preset, overrides):
+    # found by benchmarks/fuzz.py: arrivals near 3e299 s were recorded completed in zero time
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(preset, overrides)
+    assert err.value.path == "workload.time_scale" and "horizon" in str(err.value)
 
 
 @pytest.mark.parametrize("rows,fragment", [

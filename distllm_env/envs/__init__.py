@@ -5,9 +5,10 @@ Ids (namespace ``distllm``):
 * ``distllm/BlockPlacement-v0``, ``distllm/RequestRouting-v0`` (default scenario
   ``paper-clustered``) and ``distllm/ClientSplit-v0`` (default scenario: the first ``splitllm-*``
   preset);
+* ``distllm/SwarmPlacement-v0`` (default scenario ``clustered-churn``);
 * preset ids ``distllm/<Decision>-<PresetCamel>-v0`` for every shipped scenario: BlockPlacement and
-  RequestRouting for the geo presets, ClientSplit for the ``splitllm-*`` presets
-  (``paper-clustered`` → ``PaperClustered``).
+  RequestRouting for the geo presets, ClientSplit for the ``splitllm-*`` presets, SwarmPlacement for
+  the presets with a ``churn:`` section (``paper-clustered`` → ``PaperClustered``).
 
 In worker processes (SB3 ``SubprocVecEnv``, Gymnasium ``AsyncVectorEnv`` with spawn/forkserver) use
 the module prefix, which imports the package and so registers the ids::
@@ -17,12 +18,15 @@ the module prefix, which imports the package and so registers the ids::
 
 from __future__ import annotations
 
+import re
+
 NAMESPACE = "distllm"
 VERSION = 0
 ENTRY_POINTS = {
     "BlockPlacement": "distllm_env.envs.placement:BlockPlacementEnv",
     "RequestRouting": "distllm_env.envs.routing:RequestRoutingEnv",
     "ClientSplit": "distllm_env.envs.split:ClientSplitEnv",
+    "SwarmPlacement": "distllm_env.envs.swarm:SwarmPlacementEnv",
 }
 SPLIT_PRESET_PREFIX = "splitllm-"
 
@@ -43,6 +47,25 @@ def _presets() -> list[str]:
         from ..scenario import list_presets
 
         return list_presets()
+    except Exception:  # noqa: BLE001 - registration must never break the package import
+        return []
+
+
+_CHURN_KEY = re.compile(r"^churn\s*:", re.M)
+
+
+def has_churn_section(yaml_text: str) -> bool:
+    """Whether a scenario file's text has a top-level ``churn:`` key (a text scan, no YAML parse:
+    registration must cost nothing)."""
+    return _CHURN_KEY.search(yaml_text) is not None
+
+
+def _churn_presets(presets: list[str]) -> list[str]:
+    """The presets whose file has a top-level ``churn:`` key (a text scan: no YAML parse at import)."""
+    try:
+        from ..scenario.loading import preset_path
+
+        return [p for p in presets if has_churn_section(preset_path(p).read_text(encoding="utf-8"))]
     except Exception:  # noqa: BLE001 - registration must never break the package import
         return []
 
@@ -71,6 +94,10 @@ def register_envs() -> None:
         gym.register(id=env_id("ClientSplit"), entry_point=ENTRY_POINTS["ClientSplit"])
         for p in split_presets:
             gym.register(id=env_id("ClientSplit", p), entry_point=ENTRY_POINTS["ClientSplit"], kwargs={"scenario": p})
+    gym.register(id=env_id("SwarmPlacement"), entry_point=ENTRY_POINTS["SwarmPlacement"])
+    for p in _churn_presets(geo_presets):
+        gym.register(id=env_id("SwarmPlacement", p), entry_point=ENTRY_POINTS["SwarmPlacement"],
+                     kwargs={"scenario": p})
 
 
-__all__ = ["ENTRY_POINTS", "NAMESPACE", "env_id", "preset_camel", "register_envs", "registered_ids"]
+__all__ = ["ENTRY_POINTS", "NAMESPACE", "env_id", "has_churn_section", "preset_camel", "register_envs", "registered_ids"]

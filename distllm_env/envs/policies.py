@@ -21,6 +21,11 @@ the paper's" is one loop::
   server, the action encoding the baseline's (start, count).  A baseline span the env masks (e.g. a
   count above what fits with one session) is replaced by the env's invalid-action rule;
   ``mismatches`` counts them.
+* :class:`JoinEnvPolicy` runs a placement baseline's online rule ``place_joining`` (PETALS
+  ``choose_best_blocks``, CG-BP's greedy window rule; docs/baselines.md "Online re-placement") at
+  each join of ``distllm/SwarmPlacement-*``, on the env's simulator view and placement stream, so it
+  reproduces ``simulate`` with that placement policy record by record.  (PETALS' periodic
+  rebalancing is not in the churn engine yet, so there is no "with rebalancing" variant.)
 * :class:`SplitEnvPolicy` runs a split baseline (DP, greedy, server-only, exhaustive) per request
   and replays its plan layer by layer (or as a client prefix length).
 * :class:`GreedyRoutingPolicy` picks the candidate of least expected per-token time (a myopic
@@ -91,6 +96,26 @@ class PlacementEnvPolicy:
         if not env.action_masks()[action]:
             self.mismatches += 1
         return action
+
+
+class JoinEnvPolicy:
+    """A placement baseline's ``place_joining`` as a policy of ``distllm/SwarmPlacement-*`` (see the
+    module docstring).  Raises :class:`~distllm_env.errors.PolicyLoadError` (unknown name) and
+    :class:`TypeError` for a policy without ``place_joining``."""
+
+    def __init__(self, placement: Any, env):
+        self.env = env.unwrapped
+        self.policy = make_placement(placement, self.env.scenario)
+        self.name = str(getattr(self.policy, "name", type(self.policy).__name__))
+        if not hasattr(self.policy, "place_joining"):
+            raise TypeError(f"placement policy {self.name!r} has no place_joining (online re-placement) rule")
+
+    def act(self, obs: Any = None, info: dict | None = None) -> int:
+        env = self.env
+        if env.joining is None:
+            return 0
+        j, count = env.joining
+        return int(self.policy.place_joining(j, count, env.sim.view, env.placement_rng))
 
 
 class SplitEnvPolicy:
@@ -201,5 +226,5 @@ def run_episode(env, policy, seed: int | None = None) -> dict:
             "info": info}
 
 
-__all__ = ["GreedyRoutingPolicy", "MaskedRandomPolicy", "PlacementEnvPolicy", "RandomPolicy", "RouterEnvPolicy",
+__all__ = ["GreedyRoutingPolicy", "JoinEnvPolicy", "MaskedRandomPolicy", "PlacementEnvPolicy", "RandomPolicy", "RouterEnvPolicy",
            "SplitEnvPolicy", "run_episode"]

@@ -48,6 +48,7 @@ from ..rng import generators, seed_streams
 from ..scenario.churn_section import ChurnSpec, draw_period_s
 from ..view import ClusterView
 from .engine import STEP, LiveSimulation
+from .rebalance import LOADING, READY, REBALANCE, SERVER_ARRIVAL, SwarmDynamics
 from .sessions import DECODE, PREFILL, build_session
 
 STEP_DONE, SERVER, RECOVER = 0.5, 7, 8
@@ -118,6 +119,11 @@ class ChurnSimulation(LiveSimulation):
         #: online re-placements ``(time_s, server, new first block)``
         self.block_moves: list[tuple[float, int, int]] = []
         self.step_log: list | None = None
+        # external decisions (:meth:`next_decision` / :meth:`decide`): server → chosen start
+        self.external_placement = False
+        self.pending_join: tuple[float, int, int] | None = None
+        self._decided: dict[int, int] = {}
+        self._server_ev: tuple[float, int, int] | None = None
         self._dirty = False
         self._failover_views: dict[tuple, ClusterView] = {}
         for ev in churn.trace:
@@ -134,6 +140,7 @@ class ChurnSimulation(LiveSimulation):
                 raise ScenarioError("churn.stable_servers", f"server {bad[0]} does not exist; the instance has "
                                                             f"servers 0..{n - 1}")
             stable = set(churn.stable_servers)
+            stable |= set(churn.arrivals.spare_servers if churn.arrivals else ())   # drawn once arrived
             for j in range(n):
                 if j not in stable:
                     self._push(self._draw(j, up=True), SERVER, j, 3 + EVENT_CODES[churn.down_event])
@@ -166,6 +173,7 @@ class ChurnSimulation(LiveSimulation):
             if ep == self._epoch.get(a, 0):
                 self._step_done(t, self.sessions[a], h)
         elif kind == SERVER:
+            self._server_ev = (t, a, b)
             drawn = b >= 3
             ev = ("join", "leave", "fail")[b - 3 if drawn else b]
             self._server_event(t, a, ev)
@@ -177,31 +185,47 @@ class ChurnSimulation(LiveSimulation):
         elif kind == RECOVER:
             if a in self._recovering:
                 self._attempt(t, a)
+        elif kind == READY:                          # reload, rebalancing, arrivals: live/rebalance.py
+            self.dynamics.ready(t, a, b)
+        elif kind == REBALANCE:
+            self.dynamics.tick(t)
+        elif kind == SERVER_ARRIVAL:
+            self.dynamics.arrive(t)
         else:
             super()._other_event(t, kind, a, b)
 
     def _server_event(self, t: float, j: int, ev: str) -> None:
         if ev == "join":
-            if self.state[j] == UP:
+            if self.state[j] in (UP, LOADING):
                 return
             self._place_joining(t, j)
-            self.state[j] = UP
+            self.dynamics.begin_load(t, j)           # up once its blocks are loaded
         else:
             if self.state[j] == DOWN or (self.state[j] == LEAVING and ev == "leave"):
                 return
             self.state[j] = DOWN if ev == "fail" else LEAVING
-            if ev == "fail":
-                self.busy_until_s[j] = t
-                self._waiting[j] = []
-                self._batch[j] = None
-            for sid in sorted(self.holders[j]):
-                at = self._serving.get(sid)
-                if ev == "leave" and at is not None and at[0] == j:
-                    self._drain[sid] = j          # finishes the step it has on j, then fails over
-                else:
-                    self._break(t, sid, j)
+            self._vacate(t, j, ev)
         self.server_log.append((t, j, ev))
         self._dirty = True             # the routers' view is updated before the next routing decision
+
+    def _vacate(self, t: float, j: int, ev: str) -> None:
+        """The sessions on server ``j`` fail over (``fail``: at once, its steps dropped; ``leave``: a
+        step already on j finishes first)."""
+        if ev == "fail":
+            self.busy_until_s[j] = t
+            self._waiting[j] = []
+            self._batch[j] = None
+        for sid in sorted(self.holders[j]):
+            at = self._serving.get(sid)
+            if ev == "leave" and at is not None and at[0] == j:
+                self._drain[sid] = j          # finishes the step it has on j, then fails over
+            else:
+                self._break(t, sid, j)
+
+    def churn_summary(self) -> dict:
+        """Churn summary keys (docs/contracts.md §6): ``num_block_moves``, ``num_rebalance_moves``,
+        ``reload_s_total``, ``num_server_arrivals`` (docs/model.md §12.1)."""
+        return self.dynamics.summary()
 
     def next_request(self):
         """As :meth:`LiveSimulation.next_request`; the view's placement shows the servers up then."""
@@ -218,9 +242,14 @@ class ChurnSimulation(LiveSimulation):
         hook = getattr(self.placer, "place_joining", None)
         p = self._placed
         count = p.counts[j]
-        if hook is None or count == 0:
+        if self.external_placement and count:
+            if j not in self._decided:
+                raise _JoinPending(t, j, count)          # caught by next_decision (nothing changed yet)
+            start = self._decided.pop(j)
+        elif hook is None or count == 0:
             return
-        start = hook(j, count, self.view, self.placer_rng)
+        else:
+            start = hook(j, count, self.view, self.placer_rng)
         if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start <= p.num_blocks - count:
             raise DistLLMError(f"{getattr(self.placer, 'name', 'placement policy')}.place_joining returned "
                                f"{start!r} for server {j}; expected a start in 0..{p.num_blocks - count}")
@@ -474,5 +503,43 @@ class ChurnSimulation(LiveSimulation):
         n = self._failovers.get(r.id, 0)
         return replace(rec, failovers=n, recovery_s=self._recovery_s.get(r.id, 0.0)) if n else rec
 
+
+class _JoinPending(Exception):
+    """Internal: a join event waits for an external decision (:meth:`ChurnSimulation.next_decision`)."""
+
+
+def _next_decision(self):
+    """External placement mode (``external_placement = True``; used by ``distllm/SwarmPlacement-v0``,
+    docs/envs.md): process events up to the next decision and return it — a
+    :class:`~distllm_env.workload.Request` to route (commit or reject it, as after
+    :meth:`next_request`), ``("join", server, count)`` when a (re)joining server with ``count`` placed
+    blocks needs its first block (the engine is stopped before the join changed anything: the view
+    shows the swarm then; call :meth:`decide`), or ``None`` once every request has ended.
+
+    Raises :class:`~distllm_env.errors.DistLLMError` while a join is still pending."""
+    if self.pending_join is not None:
+        raise DistLLMError(f"server {self.pending_join[1]} joins: call decide(start) first")
+    try:
+        return self.next_request()
+    except _JoinPending as p:
+        t, a, b = self._server_ev
+        super(ChurnSimulation, self)._push(t, SERVER, a, b)   # replayed first by the next call
+        self.pending_join = p.args
+        return ("join", p.args[1], p.args[2])
+
+
+def _decide(self, start: int) -> None:
+    """Resolve the pending join (:meth:`next_decision`): the server hosts ``count`` blocks from
+    ``start``; the join is applied by the next :meth:`next_decision` exactly as a ``place_joining``
+    hook returning ``start`` would be.  Raises :class:`~distllm_env.errors.DistLLMError` when no join
+    is pending (a start out of range raises there, as for a hook)."""
+    if self.pending_join is None:
+        raise DistLLMError("no join is pending")
+    self._decided[self.pending_join[1]] = start
+    self.pending_join = None
+
+
+ChurnSimulation.next_decision = _next_decision
+ChurnSimulation.decide = _decide
 
 __all__ = ["ChurnSimulation", "MinLatencyRouter"]

@@ -333,8 +333,7 @@ class LiveSimulation:
         if self._inline:
             lb = t + s.lead_s + s.static_first_s + (s.tokens - 1) * s.static_token_s
             heapq.heappush(self._end_bounds, (lb - 1e-9 * abs(lb) - 1e-9, s.rid))
-        s.next_s = t + s.lead_s + s.client_prefill_s + s.comm_prefill_s[0]
-        self._push(s.next_s, STEP, s.rid, 0)
+        self._push(t + s.lead_s + s.client_prefill_s + s.comm_prefill_s[0], STEP, s.rid, 0)
 
     def _step_arrives(self, t: float, sid: int, h: int) -> None:
         s = self.sessions[sid]
@@ -348,7 +347,6 @@ class LiveSimulation:
             self.busy_until_s[j] = done
             self._step_done(done, s, h)
             return
-        s.next_s = t                    # waiting on j: its next step elsewhere comes later
         self._waiting[j].append((sid, h))
         if self._batch[j] is None and not self._start_pending[j]:
             self._start_at(t, j)
@@ -365,20 +363,20 @@ class LiveSimulation:
 
     def _chain(self, t: float, s: Session, h: int) -> bool:
         """Serve the step of hop ``h`` of ``s`` arriving at ``t`` and the session's following steps
-        inline, without the event queue, while nothing else can come first or interfere (exact,
-        conservative lookahead).  A later step of ``s`` reaching server j at time a and ending at d
-        (``serial``: its arrival a counts) is served inline when it comes strictly before
+        inline, without the event queue, as long as no other event could come first or interfere:
 
-        * every queued event (the queue would pop it next anyway), or
-        * every queued event that is neither a step nor an iteration (admissions, releases, arrivals,
-          i.e. decisions, subclass events), the earliest possible end of every other session (its
-          uncontended completion less a rounding margin: an end pushed later may admit a session onto
-          j), and the next event of every other session holding j (``Session.next_s``: it cannot reach
-          j earlier).  Steps and iterations elsewhere cannot change j's queue.
+        * while the step (and, under ``batched``, its iteration) ends strictly before every queued
+          event (the queue would pop them next anyway); or
+        * while ``s`` is the only session holding its servers, strictly before every queued event that
+          is neither a step nor an iteration (only those admit or release sessions, or are arrivals,
+          i.e. decisions) and before the earliest possible end of any other session (its uncontended
+          completion less a rounding margin: an end pushed later may admit a session onto ``s``'s
+          servers).  Steps and iterations of other sessions run on other servers and cannot change
+          ``s``'s times.
 
         ``serial``: the Lindley recursion of the event path (start = max(arrival, busy-until)).
         ``batched``: a step reaching an idle server runs as an iteration of one step, ending at
-        a + overhead + :func:`batch_time_s` of that step.  Same float operations in the same order as
+        t + overhead + :func:`batch_time_s` of that step.  Same float operations in the same order as
         the event path, so the records are identical; the session's end is still an event (memory
         release order).  Returns ``False`` (nothing done) when the first step must take the event path."""
         events, busy_until, servers = self._events, self.busy_until_s, s.servers
@@ -386,9 +384,11 @@ class LiveSimulation:
         j = servers[h]
         if not serial and (self._batch[j] is not None or self._start_pending[j] or self._waiting[j]):
             return False                            # the server is busy: the step queues (event path)
-        queue_limit = events[0][0] if events else math.inf
-        free_limit = self._free_limit_s(s, t)
-        holders, sessions, rid = self.holders, self.sessions, s.rid
+        t0 = t
+        # steps ending before `limit` are served inline: first the next queued event; once that is not
+        # enough, the alone-session limit (if larger), computed at most once
+        limit = events[0][0] if events else math.inf
+        extended = False
         if not serial:
             batch, pending, waiting = self._batch, self._start_pending, self._waiting
             overhead = self.batched_step_overhead_s
@@ -397,36 +397,23 @@ class LiveSimulation:
         while True:
             j = servers[h]
             if serial:
-                if not first and not t < queue_limit:
-                    limit = free_limit
-                    for q in holders[j]:
-                        if q != rid:
-                            x = sessions[q].next_s
-                            if x < limit:
-                                limit = x
-                    if not t < limit:
-                        break
                 cost = s.comp_prefill_s[h] if s.done_tokens == 0 else s.comp_decode_s[h]
                 busy = busy_until[j]
                 done = (t if t > busy else float(busy)) + cost
                 busy_until[j] = done
-                if not first:
-                    self._seq += 1          # the step's own push (tie-break numbers keep increasing)
             else:
                 if batch[j] is not None or pending[j] or waiting[j]:
                     break
                 done = t + overhead + self._solo_work_s(s, h, j)
-                if not (t < queue_limit and done < queue_limit):
-                    limit = free_limit
-                    for q in holders[j]:
-                        if q != rid:
-                            x = sessions[q].next_s
-                            if x < limit:
-                                limit = x
+                if not (t < limit and done < limit):
+                    if extended:
+                        break
+                    extended = True
+                    limit = max(limit, self._alone_limit_s(s, t0))
                     if not (t < limit and done < limit):
                         break
                 busy_until[j] = done
-                self._seq += 2 if first else 3      # (the step's push,) the iteration's start and end
+                self._seq += 2      # the iteration's start and end events
             first = False
             if h + 1 < n:
                 h += 1
@@ -439,30 +426,36 @@ class LiveSimulation:
                     s.state = DECODE
                 if s.done_tokens >= s.tokens:
                     s.completion_s = done
-                    s.next_s = math.inf
                     self._push(done, END, s.rid, 0)
                     return True
                 h = 0
                 t = done + s.client_token_s + s.comm_decode_s[0]
+            if not t < limit:
+                if extended:
+                    break
+                extended = True
+                limit = max(limit, self._alone_limit_s(s, t0))
+                if not t < limit:
+                    break
+            self._seq += 1          # the step's own push (keeps tie-break numbers increasing as before)
         if first:
             return False
-        s.next_s = t
         self._push(t, STEP, s.rid, h)
         return True
 
-    def _free_limit_s(self, s: Session, t0: float) -> float:
-        """For :meth:`_chain` while processing an event at ``t0``: the earliest queued event that is
-        neither a step nor an iteration, and, while sessions wait for admission, the earliest possible
-        end of a session other than ``s`` (``-inf`` when end bounds are not valid, i.e. a negative
-        iteration overhead).  Sessions join the admission queue only at decisions (arrival events)."""
+    def _alone_limit_s(self, s: Session, t0: float) -> float:
+        """The alone-session limit of :meth:`_chain` for ``s`` while processing an event at ``t0``
+        (``-inf`` when another session holds one of its servers)."""
         if not self._alone_ok:
             return -math.inf
+        holders = self.holders
+        for j in s.servers:
+            if len(holders[j]) != 1:
+                return -math.inf
         control = self._control
         while control and control[0] < t0:        # popped already (the queue is processed in time order)
             heapq.heappop(control)
         limit = control[0] if control else math.inf
-        if not self._queue:     # nobody waits for memory: a release admits nobody until the next decision
-            return limit
         bounds, sessions = self._end_bounds, self.sessions
         while bounds and sessions[bounds[0][1]].state == DONE:
             heapq.heappop(bounds)
@@ -479,8 +472,7 @@ class LiveSimulation:
         """Step of hop ``h`` finished at ``done``: schedule the next hop, or finish the token."""
         if h + 1 < len(s.servers):
             comm = s.comm_prefill_s[h + 1] if s.done_tokens == 0 else s.comm_decode_s[h + 1]
-            s.next_s = done + comm
-            self._push(s.next_s, STEP, s.rid, h + 1)
+            self._push(done + comm, STEP, s.rid, h + 1)
             return
         s.done_tokens += 1
         s.last_token_s = done
@@ -489,11 +481,9 @@ class LiveSimulation:
             s.state = DECODE
         if s.done_tokens >= s.tokens:
             s.completion_s = done
-            s.next_s = math.inf
             self._push(done, END, s.rid, 0)
         else:
-            s.next_s = done + s.client_token_s + s.comm_decode_s[0]
-            self._push(s.next_s, STEP, s.rid, 0)
+            self._push(done + s.client_token_s + s.comm_decode_s[0], STEP, s.rid, 0)
 
     def _batch_start(self, t: float, j: int) -> None:
         self._start_pending[j] = False
@@ -510,8 +500,6 @@ class LiveSimulation:
             work = batch_time_s(batch, self.sessions, self._tau[j], self._ftok, self._peak[j], 0.0)
         end = t + self.batched_step_overhead_s + work
         self.busy_until_s[j] = end
-        for sid, _ in batch:
-            self.sessions[sid].next_s = end
         self._push(end, BATCH_DONE, j, 0)
 
     def _batch_done(self, t: float, j: int) -> None:

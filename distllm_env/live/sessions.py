@@ -32,7 +32,7 @@ class Session:
                  "comm_prefill_s", "comm_decode_s", "comp_prefill_s", "comp_decode_s", "client_prefill_s",
                  "client_token_s", "tokens", "declared", "lead_s", "state", "done_tokens", "start_s",
                  "first_token_s", "last_token_s", "completion_s", "static_first_s", "static_token_s",
-                 "per_block_bytes", "next_s")
+                 "per_block_bytes")
 
     def __init__(self, rid, route, per_block_bytes, comm_prefill_s, comm_decode_s, comp_prefill_s, comp_decode_s,
                  client_prefill_s, client_token_s, tokens, declared, lead_s):
@@ -56,7 +56,6 @@ class Session:
         self.state = WAITING
         self.done_tokens = 0
         self.start_s = self.first_token_s = self.last_token_s = self.completion_s = math.nan
-        self.next_s = math.inf      # engine bookkeeping: time of the session's next event (live/engine.py)
         # uncontended times (the analytic closed form's terms)
         self.static_first_s = float(sum(comm_prefill_s) + sum(comp_prefill_s)) + client_prefill_s
         self.static_token_s = float(sum(comm_decode_s) + sum(comp_decode_s)) + client_token_s

@@ -27,7 +27,12 @@ DISTRIBUTIONS = ("exponential", "weibull", "pareto")
 EVENTS = ("join", "leave", "fail")
 DOWN_EVENTS = ("leave", "fail")
 KEYS = ("distribution", "mean_uptime_s", "mean_downtime_s", "shape", "down_event", "trace", "ban_s",
-        "session_timeout_s", "idle_timeout_s", "stable_servers")
+        "session_timeout_s", "idle_timeout_s", "stable_servers", "load_bandwidth_gbps", "rebalance", "arrivals")
+REBALANCE_KEYS = ("balance_quality", "period_s")
+ARRIVAL_KEYS = ("rate_per_s", "spare_servers", "gpu_mix", "max_servers")
+#: default block load bandwidth, GB/s (1e9 bytes/s): an **assumption** (a local NVMe read or a fast
+#: download of the block weights; PETALS loads blocks from its disk cache or the Hugging Face hub)
+DEFAULT_LOAD_BANDWIDTH_GBPS = 1.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,30 @@ class ChurnEvent:
     time_s: float
     server: int
     event: str
+
+
+@dataclass(frozen=True)
+class RebalanceSpec:
+    """``churn.rebalance``: PETALS' periodic rebalancing (docs/model.md §12.1).  Every ``period_s``
+    (PETALS ``mean_balance_check_period`` = 60 s) each live server runs PETALS'
+    ``should_choose_other_blocks`` with ``balance_quality`` (PETALS default 0.75; petals
+    ``server/server.py``)."""
+
+    balance_quality: float = 0.75
+    period_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ArrivalSpec:
+    """``churn.arrivals``: new servers arriving as a Poisson process (docs/model.md §12.1).  The
+    ``spare_servers`` of the scenario start down; at each arrival (rate ``rate_per_s``, 1/s) one of
+    them joins, its GPU type drawn from ``gpu_mix`` (weights; empty: every spare type equally),
+    the lowest-indexed spare of that type first; at most ``max_servers`` arrive (``None``: all)."""
+
+    rate_per_s: float
+    spare_servers: tuple[int, ...]
+    gpu_mix: tuple[tuple[str, float], ...] = ()
+    max_servers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +91,48 @@ class ChurnSpec:
     idle_timeout_s: float = 300.0
     #: server indices the drawn process leaves alone (e.g. datacentre servers); trace events still apply
     stable_servers: tuple[int, ...] = ()
+    #: block load bandwidth (GB/s): a (re)joining or moving server serves only after
+    #: count · block bytes / (load_bandwidth_gbps · 1e9) s (docs/model.md §12.1); default an assumption
+    load_bandwidth_gbps: float = DEFAULT_LOAD_BANDWIDTH_GBPS
+    #: PETALS rebalancing (``None``: off)
+    rebalance: RebalanceSpec | None = None
+    #: arriving servers (``None``: none)
+    arrivals: ArrivalSpec | None = None
+
+
+def _parse_rebalance(value: Any, path: str) -> RebalanceSpec | None:
+    if value is None:
+        return None
+    d = v.mapping(value, path)
+    v.check_keys(d, path, REBALANCE_KEYS)
+    return RebalanceSpec(
+        balance_quality=v.number(d, "balance_quality", path, default=0.75, minimum=0, exclusive_minimum=True,
+                                 maximum=100.0),
+        period_s=v.number(d, "period_s", path, default=60.0, minimum=0, exclusive_minimum=True,
+                          maximum=MAX_DURATION_S))
+
+
+def _parse_arrivals(value: Any, path: str) -> ArrivalSpec | None:
+    if value is None:
+        return None
+    d = v.mapping(value, path)
+    v.check_keys(d, path, ARRIVAL_KEYS)
+    if "rate_per_s" not in d or "spare_servers" not in d:
+        raise ScenarioError(path, "expected 'rate_per_s' and 'spare_servers' (the servers that start down "
+                                  "and arrive)")
+    rate = v.number(d, "rate_per_s", path, minimum=0, exclusive_minimum=True, maximum=1e6)
+    spares = [v.check_int(x, f"{path}.spare_servers.{i}", minimum=0, maximum=MAX_SERVERS - 1)
+              for i, x in enumerate(v.sequence(d["spare_servers"], f"{path}.spare_servers", MAX_SERVERS))]
+    if not spares or len(set(spares)) != len(spares):
+        raise ScenarioError(f"{path}.spare_servers", f"expected a non-empty list of distinct server indices, "
+                                                     f"got {v.short(str(spares))}")
+    mix = v.mapping(d.get("gpu_mix", {}), f"{path}.gpu_mix")
+    gpu_mix = tuple((str(k), v.number(mix, k, f"{path}.gpu_mix", minimum=0, exclusive_minimum=True, maximum=1e9))
+                    for k in mix)
+    max_servers = None
+    if d.get("max_servers") is not None:
+        max_servers = v.check_int(d["max_servers"], f"{path}.max_servers", minimum=0, maximum=MAX_SERVERS)
+    return ArrivalSpec(rate, tuple(spares), gpu_mix, max_servers)
 
 
 def parse_churn(value: Any, base_dir: str | None, path: str = "churn") -> ChurnSpec | None:
@@ -98,7 +169,11 @@ def parse_churn(value: Any, base_dir: str | None, path: str = "churn") -> ChurnS
         session_timeout_s=v.number(d, "session_timeout_s", path, default=1800.0, minimum=0, exclusive_minimum=True,
                                    maximum=MAX_DURATION_S),
         idle_timeout_s=v.number(d, "idle_timeout_s", path, default=300.0, minimum=0, exclusive_minimum=True,
-                                maximum=MAX_DURATION_S))
+                                maximum=MAX_DURATION_S),
+        load_bandwidth_gbps=v.number(d, "load_bandwidth_gbps", path, default=DEFAULT_LOAD_BANDWIDTH_GBPS, minimum=0,
+                                     exclusive_minimum=True, maximum=1e6),
+        rebalance=_parse_rebalance(d.get("rebalance"), f"{path}.rebalance"),
+        arrivals=_parse_arrivals(d.get("arrivals"), f"{path}.arrivals"))
 
 
 def load_churn_trace(name: str, base_dir: str | None, path: str = "churn.trace") -> tuple[ChurnEvent, ...]:
@@ -165,5 +240,5 @@ def draw_period_s(rng: np.random.Generator, distribution: str, mean_s: float, sh
     return float(x_m * (1.0 + rng.pareto(shape)))
 
 
-__all__ = ["ChurnEvent", "ChurnSpec", "DISTRIBUTIONS", "EVENTS", "draw_period_s", "load_churn_trace",
+__all__ = ["ArrivalSpec", "ChurnEvent", "ChurnSpec", "DEFAULT_LOAD_BANDWIDTH_GBPS", "RebalanceSpec", "DISTRIBUTIONS", "EVENTS", "draw_period_s", "load_churn_trace",
            "parse_churn", "parse_churn_csv"]

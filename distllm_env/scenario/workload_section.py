@@ -17,7 +17,7 @@ from ..arrivals import MAX_MMPP_SOJOURNS, mmpp_expected_sojourns, mmpp_stationar
 from ..catalog import ModelSpec
 from ..errors import ScenarioError
 from ..lengths import OVER_LENGTH_MODES, parse_length
-from ..limits import (MAX_ARRIVAL_RATE_PER_S, MAX_CV, MAX_DURATION_S, MAX_REQUESTS, MAX_TIME_SCALE,
+from ..limits import (MAX_ARRIVAL_RATE_PER_S, MAX_CV, MAX_DURATION_S, MAX_HORIZON_S, MAX_REQUESTS, MAX_TIME_SCALE,
                       MIN_ARRIVAL_RATE_PER_S)
 from .specs import WorkloadSpec
 
@@ -33,10 +33,11 @@ def _only_with(d: dict, keys: tuple[str, ...], arrival: str, kind: str, path: st
             raise ScenarioError(f"{path}.{k}", f"only used with 'arrival: {kind}'")
 
 
-def _horizon_check(n: int, rate: float, path: str) -> None:
-    # the mean horizon n / λ must stay a finite, meaningful time (docs/scenarios.md)
-    if not math.isfinite(n / rate) or n / rate > 1e15:
-        raise ScenarioError(path, f"rate {rate:g} /s is too small for {n} requests (arrival times would not be finite)")
+def _horizon_check(horizon_s: float, what: str, path: str) -> None:
+    # arrival times must stay where float64 time resolves the model's milliseconds (limits.MAX_HORIZON_S)
+    if not math.isfinite(horizon_s) or horizon_s > MAX_HORIZON_S:
+        raise ScenarioError(path, f"{what} puts arrivals at about {horizon_s:.3g} s, beyond the "
+                                  f"{MAX_HORIZON_S:g} s horizon where simulated times keep their resolution")
 
 
 def _pair(d: dict, key: str, path: str, minimum: float, maximum: float, exclusive: bool) -> tuple[float, float]:
@@ -95,7 +96,9 @@ def parse_workload(value: Any, model: ModelSpec, base_dir: str | None) -> Worklo
     if arrival == "trace":
         trace = v.string(d, "trace", path)
         tr = load_trace(trace, base_dir)
-        trace_window(tr, offset_requests, offset_s, num_requests)        # raises if the window is short
+        start, stop = trace_window(tr, offset_requests, offset_s, num_requests)   # raises if the window is short
+        span_s = float(tr.arrival_s[stop - 1] - tr.arrival_s[start]) if stop > start else 0.0
+        _horizon_check(span_s / time_scale, f"time_scale {time_scale:g}", f"{path}.time_scale")
         if tr.prompt_tokens is not None:
             for k in ("prompt_tokens", "output_tokens"):
                 if d.get(k) is not None:
@@ -119,7 +122,9 @@ def parse_workload(value: Any, model: ModelSpec, base_dir: str | None) -> Worklo
                 raise ScenarioError(f"{path}.rates_per_s", f"rates × sojourns too small: {num_requests} requests would "
                                                            f"need over {MAX_MMPP_SOJOURNS // 10} state changes")
             rate = mmpp_stationary_rate(rates, sojourns)     # the spec records the long-run rate
-        _horizon_check(num_requests, rate, f"{path}.{'rates_per_s' if arrival == 'mmpp' else 'arrival_rate_per_s'}")
+        key = "time_scale" if time_scale != 1.0 else ("rates_per_s" if arrival == "mmpp" else "arrival_rate_per_s")
+        _horizon_check(num_requests / (rate * time_scale), f"{num_requests} requests at {rate * time_scale:g} req/s",
+                       f"{path}.{key}")
     known = v.boolean(d, "output_tokens_known", path, default=True)
     max_length = None
     if d.get("max_length") is not None:
