@@ -240,7 +240,9 @@ def lone_request_time_s(instance: Instance, allocation_delay_s: float = 0.0) -> 
     """T₁: completion time of a lone request under CG-BPRR planned for |R| = 1, measured with the core
     simulator (prefill, the initial delay and ``allocation_delay_s`` included; no waiting).
 
-    The request has the scenario's maximum prompt and output lengths and is routed on its cheapest
+    The request has the scenario's longest output l_max (``max_output_tokens``: with unknown lengths
+    the longest declared one, docs/contracts.md §3) and the longest prompt that fits with it in
+    ``max_session_tokens`` (so with unknown lengths it declares exactly ``max_length``), and is routed on its cheapest
     chain under the prefill-aware static cost (what WS-RR and the published
     ``BPRR_heuristic_general_extended.m`` pick for a lone request).  With several clients T₁ is the
     client-weight average of their lone-request times (the mean time in system of Little's law)."""
@@ -248,9 +250,9 @@ def lone_request_time_s(instance: Instance, allocation_delay_s: float = 0.0) -> 
     sol = cg_bp(OfflineProblem.from_instance(instance, 1), 1)
     result = PlacementResult(sol.placement, CachePolicy(), {})
     times, weights = [], []
+    probe_prompt = max(min(sc.max_prompt_tokens, sc.max_session_tokens - sc.max_output_tokens), 1)
     for c, client in enumerate(instance.clients):
-        req = Request(id=0, client=c, arrival_s=0.0, prompt_tokens=sc.max_prompt_tokens,
-                      output_tokens=sc.max_output_tokens)
+        req = Request(id=0, client=c, arrival_s=0.0, prompt_tokens=probe_prompt, output_tokens=sc.max_output_tokens)
         sim = new_simulation(instance, result, [req], reservation=sc.simulator.reservation,
                              backoff=sc.simulator.backoff, allocation_delay_s=allocation_delay_s,
                              churn=False)      # a planning probe: no server fails under it

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from distllm_env.chains import HopCost, Route
+from distllm_env.chains import ChainDAG, HopCost, Route
 from distllm_env.errors import PlacementError
 from distllm_env.instance import Instance
 from distllm_env.perf import conservative_block_count
@@ -94,17 +94,70 @@ class _StaticChainCache:
         return self._cache[key]
 
 
+class _ReusedShortest:
+    """The static shortest chain of one (client, client_blocks) across placements that differ only in
+    which servers are up (churn), recomputed only when the new placement could change it.
+
+    The cached chain R (cost C) was the DP's answer on placement P_old.  On P_new it is still the
+    DP's answer, with the same cost and the same tie-breaking, when (1) every server of R is up in
+    P_new at the same blocks, and (2) every server up in P_new but not in P_old has a through-cost
+    bound > C (with a 1e-9 relative margin for summation order): removing a server off R only raises
+    other chains' costs, and a chain through an added server costs more than C, so no edge or sink
+    the DP compares changes from ">" to "≤".  The bound is :meth:`ChainDAG.through_cost_s` on the
+    union U of every up server seen at its current blocks (U ⊇ P_new, so the bound holds); a server
+    seen at new blocks (online re-placement) rebuilds U and recomputes."""
+
+    def __init__(self, view: ClusterView, client: int, client_blocks: int):
+        self.view, self.client, self.client_blocks = view, client, client_blocks
+        self.cost = view.decode_cost(client)
+        self.placement = None
+        self.u_starts = self.u_counts = self.bound_s = self.live = None
+        self.route, self.total_s, self.servers = None, 0.0, None
+
+    def get(self, placement) -> Route:
+        if placement is self.placement:
+            return self.route
+        starts, counts = placement.start_array, placement.count_array
+        live = counts > 0
+        if self.u_starts is None or np.any(live & ((starts != self.u_starts) | (counts != self.u_counts))):
+            if self.u_starts is None:
+                self.u_starts, self.u_counts = starts.copy(), counts.copy()
+            else:
+                self.u_starts, self.u_counts = self.u_starts.copy(), self.u_counts.copy()
+                self.u_starts[live], self.u_counts[live] = starts[live], counts[live]
+            self.bound_s = None        # computed when first needed (never without churn)
+        elif self.route is not None and live[self.servers].all():
+            added = live & ~self.live
+            if added.any() and self.bound_s is None:
+                union = Placement(tuple(self.u_starts.tolist()), tuple(self.u_counts.tolist()), placement.num_blocks)
+                self.bound_s = ChainDAG(union, self.client_blocks).through_cost_s(self.cost)
+            margin = self.total_s + 1e-9 * abs(self.total_s)
+            if not added.any() or bool((self.bound_s[added] > margin).all()):
+                self.placement, self.live = placement, live
+                return self.route
+        self.route = self.placement = None     # a search that raises NoFeasibleChain leaves nothing to reuse
+        route, total = self.view.shortest(self.client, self.cost, self.client_blocks)
+        self.placement, self.live, self.route, self.total_s = placement, live, route, total
+        self.servers = np.asarray(route.servers, dtype=np.int64)
+        return route
+
+
 class ShortestRouter:
     name = "shortest"
     family = "default"
 
     def __init__(self):
-        self._cache = _StaticChainCache()
+        self._view = None
+        self._chains: dict[tuple[int, int], _ReusedShortest] = {}
 
     def route(self, request: Request, view: ClusterView, rng: np.random.Generator) -> Route:
+        if view is not self._view:
+            self._view, self._chains = view, {}
         key = (request.client, request.client_blocks)
-        return self._cache.get(view, key, lambda: view.shortest(
-            request.client, view.decode_cost(request.client), request.client_blocks)[0])
+        chain = self._chains.get(key)
+        if chain is None:
+            chain = self._chains[key] = _ReusedShortest(view, request.client, request.client_blocks)
+        return chain.get(view.placement)
 
 
 class RandomRouter:

@@ -17,10 +17,11 @@ from ._version import __version__
 from .errors import NoFeasibleChain
 from .instance import Instance, build_instance
 from .metrics import summarize
-from .outputs import record_row, write_requests
+from .outputs import add_data_attribution, record_row, write_requests
 from .placement import Placement, PlacementResult
 from .registry import (check_scenario_policies, family_delay_s, family_of, make_placement, resolve_placement,
                        resolve_routing)
+from .live.admission import admission_meta
 from .live.engine import LiveSimulation
 from .rng import check_seed, generators, seed_streams
 from .scenario import Scenario, load_scenario
@@ -172,16 +173,19 @@ def simulate(
     summary = summarize(records, sim.capacity_bytes)
     summary["max_concurrent_sessions"] = sim.max_active_sessions
     summary["allocation_delay_s"] = delay
+    if hasattr(sim, "churn_summary"):               # churn: block moves, reload time, arrivals (docs/contracts.md §6)
+        summary.update(sim.churn_summary())
     meta = {
         "version": __version__, "scenario": sc.name, "scenario_hash": sc.hash, "scenario_source": sc.source,
         "overrides": list(sc.overrides), "seed": seed, "placement": pname, "routing": rname, "family": family,
-        "cache_policy": str(presult.cache_policy), "reservation": sc.simulator.reservation,
+        "cache_policy": str(presult.cache_policy), **admission_meta(sim, sc.simulator.reservation),
         "backoff": sc.simulator.backoff, "engine": "live" if isinstance(sim, LiveSimulation) else "analytic",
         "allocation_delays_s": delays, "allocation_delay_applied_s": delay,
         "derived_calibrations": inst.derived_calibrations(),
     }
     if any(v > 0 for v in delays.values()):
         meta["allocation_delay_note"] = ALLOCATION_DELAY_NOTE
+    add_data_attribution(meta, sc)                  # a built-in Azure trace: CC-BY 4.0 attribution
     dt = np.asarray(decision_times) if decision_times else np.zeros(1)
     timings = {"placement_time_s": t_place, "routing_time_total_s": t_route,
                "routing_decision_mean_s": float(dt.mean()), "routing_decision_median_s": float(np.median(dt)),

@@ -314,6 +314,12 @@ class ChainDAG:
         if np.isnan(fixed_a).any() or np.isnan(per_a).any():
             return None
         fixed, per = fixed_a.tolist(), per_a.tolist()
+        dist, D = self._forward_grouped(fixed, per)
+        return self._best_sink(dist, _GroupedPred(self, dist, D, fixed, per), cost, order_key=None)
+
+    def _forward_grouped(self, fixed: list[float], per: list[float]) -> tuple[list[float], list[float]]:
+        """Per node, the least cost from the client source (``dist``), and per block end e the least
+        ``dist`` of the nodes ending there (``D``, the source at ``client_blocks``)."""
         ends, starts = self._ends_list, self._starts_list
         n, cb = self.n, self.client_blocks
         inf = float("inf")
@@ -330,7 +336,33 @@ class ChainDAG:
             dist[k] = best
             if best < D[e]:
                 D[e] = best
-        return self._best_sink(dist, _GroupedPred(self, dist, D, fixed, per), cost, order_key=None)
+        return dist, D
+
+    def through_cost_s(self, cost: HopCost) -> np.ndarray:
+        """Shape (num_servers,): the least cost (s) of a complete chain through each server (``inf``
+        for a server that is not a node, or on no finite chain); ``cost.edge_extra_s`` is not
+        supported (ValueError).  Sums are taken in another order than :meth:`shortest`'s, so compare
+        with a relative margin."""
+        if cost.edge_extra_s is not None:
+            raise ValueError("through_cost_s takes costs without edge_extra_s")
+        srv = self.servers
+        fixed_a, per_a = cost.fixed_s[srv], cost.per_block_s[srv]
+        dist, _ = self._forward_grouped(fixed_a.tolist(), per_a.tolist())
+        L = self.placement.num_blocks
+        back = np.full(self.n, np.inf)            # least cost from the end of node k to the sink
+        if cost.sink_s is not None:
+            back[self.to_sink] = cost.sink_s[srv[self.to_sink]]
+        else:
+            back[self.to_sink] = 0.0
+        for e in sorted(set(self._ends_list) - {L}, reverse=True):
+            nxt = (self.starts <= e) & (e < self.ends)
+            if nxt.any():
+                with np.errstate(invalid="ignore"):
+                    vals = fixed_a[nxt] + per_a[nxt] * (self.ends[nxt] - e) + back[nxt]
+                back[self.ends == e] = np.nanmin(vals) if not np.isnan(vals).all() else np.inf
+        out = np.full(self.placement.num_servers, np.inf)
+        out[srv] = np.asarray(dist) + back
+        return out
 
     def _shortest_first_finalised(self, cost: HopCost) -> tuple[Route, float]:
         n = self.n

@@ -26,7 +26,7 @@ import numpy as np
 from ._version import __version__
 from .api import ALLOCATION_DELAY_NOTE, SimulationResult, simulate
 from .errors import PolicyLoadError
-from .outputs import json_safe, sidecar_json, write_csv
+from .outputs import add_data_attribution, json_safe, sidecar_json, write_csv
 from .imports import is_import_path, load_object
 from .registry import (check_scenario_policies, default_placement, default_routing, family_delay_s, family_of,
                        make_placement, make_routing, split_policy_spec)
@@ -135,8 +135,8 @@ class CompareResult:
 def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds: Sequence[int] = (0,),
             overrides: Sequence[str] = (), allocation_delays: Mapping[str, float] | None = None,
             allow_imports: bool = False) -> CompareResult:
-    """Simulate every policy on every seed and aggregate (means over seeds; std of the per-token
-    time across seeds).  ``allocation_delays=None`` keeps the scenario's delays unless a user or
+    """Simulate every policy on every seed and aggregate (means over seeds, ``num_rejected``
+    included; std of the per-token time across seeds).  ``allocation_delays=None`` keeps the scenario's delays unless a user or
     learned policy takes part, in which case all delays are 0.  ``allow_imports=True`` lets the
     scenario's ``policy_defaults`` name import paths (README, "Trust boundary").  Every policy is
     resolved before anything runs.
@@ -188,7 +188,8 @@ def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds
             "ttft_p95_s": _nanmean([r["ttft_p95_s"] for r in rows]),
             "wait_mean_s": _nanmean([r["wait_mean_s"] for r in rows]),
             "algorithm_time_s": _nanmean([r["algorithm_time_s"] for r in rows]),
-            "num_rejected": int(sum(r["num_rejected"] for r in rows)),
+            # a mean over seeds like every other column (per seed: ``per_seed``; docs/contracts.md §6)
+            "num_rejected": float(np.mean([r["num_rejected"] for r in rows])),
             "allocation_delay_s": rows[0]["allocation_delay_s"],
         })
     meta = {"version": __version__, "scenario": sc.name, "scenario_hash": sc.hash, "overrides": list(sc.overrides),
@@ -196,6 +197,7 @@ def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds
             "reservation": sc.simulator.reservation, "backoff": sc.simulator.backoff,
             "derived_calibrations": sorted({c for r in runs.values() for c in r.meta["derived_calibrations"]}),
             "algorithm_time": "placement time + mean routing decision time (wall clock, s)"}
+    add_data_attribution(meta, sc)     # a built-in Azure trace: its CC-BY 4.0 attribution
     if any(v > 0 for v in delays.values()):
         meta["allocation_delay_note"] = ALLOCATION_DELAY_NOTE
     return CompareResult(sc, seeds, resolved, results, per_seed, meta, runs)

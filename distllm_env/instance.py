@@ -104,10 +104,10 @@ class Instance:
 
     @cached_property
     def kv_block_bytes(self) -> int:
-        """s_c: one session's KV bytes per block at the scenario's maximum prompt + output, the scalar
-        that CG-BP, |R| and PETALS' pool use (docs/contracts.md §1)."""
-        sc = self.scenario
-        return self.model.kv_bytes_per_block(sc.max_prompt_tokens, sc.max_output_tokens)
+        """s_c: one session's KV bytes per block at the scenario's longest session (prompt + output,
+        ``max_length`` with unknown lengths), the scalar that CG-BP, |R| and PETALS' pool use
+        (docs/contracts.md §1, §3 "Planning lengths")."""
+        return self.model.kv_bytes_per_block(self.scenario.max_session_tokens, 0)
 
     @cached_property
     def server_rtt_s(self) -> np.ndarray:

@@ -133,30 +133,63 @@ def admit_lengths(prompt_tokens: np.ndarray, output_tokens: np.ndarray, max_sequ
                            rejected=rejected, truncated=truncated)
 
 
-def planning_maxima(prompt: "LengthDist | np.ndarray", output: "LengthDist | np.ndarray", max_sequence_tokens: int,
-                    over_length: str = "reject", output_tokens_known: bool = True,
-                    max_length: int | None = None) -> tuple[int, int]:
-    """(longest prompt, longest output) in tokens that a planner sizes KV for (CG-BP's s_c,
-    docs/contracts.md §1), counting only admitted requests and their truncated or declared outputs.
+@dataclass(frozen=True)
+class PlanningLengths:
+    """What a planner sizes for (tokens; docs/contracts.md §3 "Planning lengths", docs/model.md §6):
+
+    * ``max_prompt_tokens``: the longest admitted prompt (prefill time τ^I_j(l_in), t^I_cj);
+    * ``max_output_tokens``: l_max, the longest output a session may run — the longest admitted
+      (truncated) output with known lengths; with unknown lengths the longest DECLARED output,
+      ``max_length −`` the shortest admitted prompt (the planner cannot know any true length);
+    * ``max_session_tokens``: the longest prompt + output one session holds K/V for, ≤ the model's
+      maximum sequence — with unknown lengths exactly ``max_length`` (PETALS reserves
+      batch × max_length up front).  CG-BP's s_c is ``kv_bytes_per_block(max_session_tokens, 0)``.
+
+    ``max_prompt_tokens + max_output_tokens`` may exceed ``max_session_tokens``: no single request has
+    both the longest prompt and the longest output."""
+
+    max_prompt_tokens: int
+    max_output_tokens: int
+    max_session_tokens: int
+
+
+def planning_lengths(prompt: "LengthDist | np.ndarray", output: "LengthDist | np.ndarray", max_sequence_tokens: int,
+                     over_length: str = "reject", output_tokens_known: bool = True,
+                     max_length: int | None = None) -> PlanningLengths:
+    """The :class:`PlanningLengths` of a workload, counting only admitted requests (after
+    :func:`admit_lengths`: truncated outputs, declared outputs when lengths are unknown).
 
     ``prompt`` / ``output`` are length distributions or per-request arrays (a trace window, shape
-    (n,)).  With unknown output lengths the output is ``max_length − longest prompt``, so that
-    prompt + output is the declared ``max_length`` the server reserves (PETALS).  With no admitted
-    request, ``(1, 1)``."""
+    (n,)).  With no admitted request, ``(1, 1, 2)``."""
     limit = int(max_sequence_tokens)
+    declared_limit = int(max_length if max_length is not None else limit)
     if isinstance(prompt, LengthDist):
         p_max, p_min, o_max = prompt.max, prompt.min, output.max
         if output_tokens_known and over_length == "truncate":
             o_max = min(o_max, limit - p_min)
+        session = min(p_max + o_max, limit)      # an admitted request has prompt + output ≤ limit
     else:
         adm = admit_lengths(prompt, output, limit, over_length, output_tokens_known, max_length)
         if not adm.admitted.any():
-            return 1, 1
-        p_max = int(np.asarray(prompt)[adm.admitted].max())
+            return PlanningLengths(1, 1, 2)
+        p = np.asarray(prompt, dtype=np.int64)[adm.admitted]
+        p_max, p_min = int(p.max()), int(p.min())
         o_max = int(adm.output_tokens[adm.admitted].max())
+        session = int((p + adm.output_tokens[adm.admitted]).max())
     if not output_tokens_known:
-        o_max = max(int(max_length if max_length is not None else limit) - p_max, 1)
-    return int(p_max), int(o_max)
+        # the planner knows only declared lengths: every session may run to max_length
+        o_max = max(declared_limit - p_min, 1)
+        session = declared_limit
+    return PlanningLengths(int(p_max), int(o_max), int(session))
+
+
+def planning_maxima(prompt: "LengthDist | np.ndarray", output: "LengthDist | np.ndarray", max_sequence_tokens: int,
+                    over_length: str = "reject", output_tokens_known: bool = True,
+                    max_length: int | None = None) -> tuple[int, int]:
+    """(longest prompt, longest output) in tokens: the first two fields of :func:`planning_lengths`
+    (with unknown lengths the output is the longest declared one, ``max_length −`` shortest prompt)."""
+    pl = planning_lengths(prompt, output, max_sequence_tokens, over_length, output_tokens_known, max_length)
+    return pl.max_prompt_tokens, pl.max_output_tokens
 
 
 def parse_length(value: Any, path: str) -> LengthDist:
@@ -198,5 +231,5 @@ def parse_length(value: Any, path: str) -> LengthDist:
                       low=low, high=v.integer(d, "high", path, minimum=low, maximum=MAX_TOKENS))
 
 
-__all__ = ["EXCEEDS_MAX_SEQUENCE", "OVER_LENGTH_MODES", "AdmittedLengths", "LengthDist", "admit_lengths", "planning_maxima",
-           "parse_length"]
+__all__ = ["EXCEEDS_MAX_SEQUENCE", "OVER_LENGTH_MODES", "AdmittedLengths", "LengthDist", "PlanningLengths", "admit_lengths",
+           "planning_lengths", "planning_maxima", "parse_length"]

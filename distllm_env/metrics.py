@@ -73,7 +73,7 @@ def summarize(records: Sequence[RequestRecord], capacity_bytes: Sequence[int]) -
             "wait_p95_s", "wait_max_s", "mean_hops", "throughput_tokens_per_s", "goodput_requests_per_s")})
         out["memory_utilisation"] = [0.0] * len(capacity_bytes)
         out["peak_memory_utilisation"] = [0.0] * len(capacity_bytes)
-        return out
+        return plain(out)
     arrival = np.array([r.arrival_s for r in done])
     completion = np.array([r.completion_s for r in done])
     tokens = np.array([r.output_tokens for r in done])
@@ -101,11 +101,23 @@ def summarize(records: Sequence[RequestRecord], capacity_bytes: Sequence[int]) -
             peak.append(0.0)
             continue
         area = float(np.sum(levels[j][:-1] * np.diff(times[j])))
-        util.append(area / (cap * horizon))
-        peak.append(float(levels[j].max()) / cap)
+        util.append(float(area / (cap * horizon)))     # plain floats: capacities may be numpy ints
+        peak.append(float(float(levels[j].max()) / cap))
     out["memory_utilisation"] = util
     out["peak_memory_utilisation"] = peak
-    return out
+    return plain(out)
 
 
-__all__ = ["memory_profile", "summarize"]
+def plain(value):
+    """``value`` with numpy scalars turned into Python ``int``/``float``/``bool``, recursively through
+    dicts, lists and tuples (so that a summary prints as ``0.5``, not ``np.float64(0.5)``); NaN stays."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+__all__ = ["memory_profile", "plain", "summarize"]

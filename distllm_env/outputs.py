@@ -48,6 +48,29 @@ def record_row(r: RequestRecord, json_route: bool = False) -> dict[str, Any]:
     }
 
 
+#: ``meta["data_attribution"]`` when a built-in Azure trace is used (CC-BY 4.0 asks for attribution;
+#: source: distllm_env/data/traces/SOURCE.md and LICENSE, docs/contracts.md §6)
+AZURE_TRACE_ATTRIBUTION = ("Azure LLM inference traces 2023, Microsoft Azure (Azure/AzurePublicDataset), CC-BY 4.0; "
+                           "Patel et al., \"Splitwise\", ISCA 2024")
+
+
+def data_attribution(scenario: Any) -> str | None:
+    """The attribution a run's data asks for: :data:`AZURE_TRACE_ATTRIBUTION` when the scenario's
+    ``workload.trace`` is a built-in Azure trace (``azure-conv-2023``, ``azure-code-2023``), else None."""
+    from .traces import AZURE_TRACES
+
+    workload = getattr(scenario, "workload", None)
+    return AZURE_TRACE_ATTRIBUTION if getattr(workload, "trace", None) in AZURE_TRACES else None
+
+
+def add_data_attribution(meta: dict, scenario: Any) -> dict:
+    """Add ``data_attribution`` to ``meta`` (in place; returned) when :func:`data_attribution` gives one."""
+    note = data_attribution(scenario)
+    if note:
+        meta["data_attribution"] = note
+    return meta
+
+
 def json_safe(obj: Any) -> Any:
     """Replace NaN/inf by None and numpy scalars by Python ones, recursively."""
     if isinstance(obj, dict):
@@ -145,5 +168,5 @@ def write_requests(path: str | Path, records: Sequence[RequestRecord], meta: dic
     return path
 
 
-__all__ = ["REQUEST_COLUMNS", "check_out_path", "json_safe", "record_row", "requests_csv", "requests_json", "sidecar_json", "sidecar_path",
+__all__ = ["AZURE_TRACE_ATTRIBUTION", "REQUEST_COLUMNS", "add_data_attribution", "check_out_path", "data_attribution", "json_safe", "record_row", "requests_csv", "requests_json", "sidecar_json", "sidecar_path",
            "write_csv", "write_requests"]

@@ -19,6 +19,9 @@ REJECT_NON_FINITE = "non_finite_time"
 REJECT_MEMORY = "insufficient_memory"
 #: no replacement chain was found before the session timeout (churn, docs/model.md §12)
 REJECT_FAILOVER_TIMEOUT = "failover_timeout"
+#: the router found no chain (without churn at once; with churn after the open retries until the
+#: session timeout, docs/contracts.md §6)
+REJECT_NO_CHAIN = "no_feasible_chain"
 
 
 @dataclass(frozen=True)
@@ -93,5 +96,5 @@ def check_record(r: RequestRecord) -> None:
             f"request {r.request_id} completed with unordered times {times}"
 
 
-__all__ = ["ClientPart", "Outcome", "REJECT_FAILOVER_TIMEOUT", "REJECT_MEMORY", "REJECT_NON_FINITE", "REJECT_UNREACHABLE", "RequestRecord",
+__all__ = ["ClientPart", "Outcome", "REJECT_FAILOVER_TIMEOUT", "REJECT_MEMORY", "REJECT_NO_CHAIN", "REJECT_NON_FINITE", "REJECT_UNREACHABLE", "RequestRecord",
            "check_record"]

@@ -13,11 +13,16 @@
   60–80 %.
 * **Table VIII**: algorithm running time (placement + one routing decision, wall clock) of PETALS
   and the proposed method on the four scenarios, mean ± std over seeds (our numbers only).
+
+``--set PATH=VALUE`` (repeatable) applies to every scenario of the grid, after the grid's own values
+and ``--fidelity``; e.g. ``--set fidelity.petals_penalty=session-count`` runs one fidelity reading
+alone.  The JSON ``meta.fidelity`` lists the readings the grid's scenarios resolved to.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -84,21 +89,43 @@ def _fidelity_overrides(fidelity: str) -> list[str]:
     return [] if fidelity == "contracts" else [f"fidelity={fidelity}"]
 
 
-def table3(seeds: list[int], trace: bool = False, progress=None, fidelity: str = "contracts") -> dict:
+def _resolved_fidelity(res) -> dict:
+    """The fidelity readings the grid's scenario resolved to (``fidelity`` in reproduce's JSON meta)."""
+    from .scenario.fidelity import scenario_fidelity
+
+    return asdict(scenario_fidelity(res.scenario))
+
+
+def _grid_meta(res, overrides: Sequence[str]) -> dict:
+    meta = dict(res.meta)
+    meta["fidelity"] = _resolved_fidelity(res)
+    meta["set_overrides"] = list(overrides)      # --set, applied to every grid cell
+    return meta
+
+
+def table3(seeds: list[int], trace: bool = False, progress=None, fidelity: str = "contracts",
+           overrides: Sequence[str] = ()) -> dict:
     """Run the Table III grid; returns rows with ours, the published simulator value and errors.
-    ``fidelity``: ``contracts`` or ``authors-code`` (the four readings of the published code)."""
-    extra = _fidelity_overrides(fidelity)
-    rows, cells = [], []
+    ``fidelity``: ``contracts`` or ``authors-code`` (the four readings of the published code).
+    ``overrides``: ``PATH=VALUE`` strings (``--set``) applied to every scenario of the grid after the
+    grid's own and ``fidelity``'s, e.g. ``fidelity.petals_penalty=session-count`` for one reading
+    (docs/fidelity.md "Fidelity modes").  ``meta["fidelity"]`` gives the resolved readings.
+
+    Raises:
+        ScenarioError: an unknown ``fidelity`` or a bad override."""
+    extra = _fidelity_overrides(fidelity) + list(overrides)
+    rows, cells, first = [], [], None
     for cluster in (0, 1, 2):
         for lam in RATES:
             for length in LENGTHS:
-                overrides = [f"clients.0.node=c{cluster}n0", f"workload.output_tokens={length}",
-                             f"policy_defaults.options.cg-bp.arrival_rate_per_s={lam}"]
+                grid = [f"clients.0.node=c{cluster}n0", f"workload.output_tokens={length}",
+                        f"policy_defaults.options.cg-bp.arrival_rate_per_s={lam}"]
                 if trace:
-                    overrides += ["workload.arrival=trace", "workload.trace=published-0.1"]
+                    grid += ["workload.arrival=trace", "workload.trace=published-0.1"]
                 else:
-                    overrides += ["workload.arrival_rate_per_s=0.1"]
-                res = compare("paper-clustered", list(POLICIES), seeds, overrides + extra)
+                    grid += ["workload.arrival_rate_per_s=0.1"]
+                res = compare("paper-clustered", list(POLICIES), seeds, grid + extra)
+                first = first or res
                 cell = _cell_rows(res, {"cluster": cluster, "lambda": lam, "l": length})
                 cells.append(cell)
                 for pol in POLICIES:
@@ -124,10 +151,12 @@ def table3(seeds: list[int], trace: bool = False, progress=None, fidelity: str =
     summary = {"mean_abs_rel_error": float(errs.mean()), "max_abs_rel_error": float(errs.max()),
                "cells_within_25pct": int((errs <= 0.25).sum()), "cells": len(rows),
                "max_reduction_difference_points": float(max(abs(r["difference_points"]) for r in reductions))}
-    return {"rows": rows, "reductions": reductions, "summary": summary, "meta": cells[0].meta if cells else {},
+    return {"rows": rows, "reductions": reductions, "summary": summary,
+            "meta": _grid_meta(first, overrides) if first is not None else {},
             "reading": "both λ columns simulated with λ = 0.1 arrivals" + (" (published trace)" if trace else
                        " (Poisson)") + "; CG-BP's |R| uses the column's λ (docs/contracts.md §4)"
-                       + ("" if fidelity == "contracts" else f"; fidelity: {fidelity} (docs/fidelity.md)")}
+                       + ("" if fidelity == "contracts" else f"; fidelity: {fidelity} (docs/fidelity.md)")
+                       + (f"; --set {' '.join(overrides)}" if overrides else "")}
 
 
 def _sessions(res, policy: str):
@@ -136,16 +165,21 @@ def _sessions(res, policy: str):
     return vals[0] if vals and all(v == vals[0] for v in vals) else (vals or None)
 
 
-def table6(seeds: list[int], progress=None, fidelity: str = "contracts") -> dict:
-    """Run the Table VI grid (our numbers and the PETALS → proposed reduction).  ``fidelity`` as in
-    :func:`table3`."""
-    extra = _fidelity_overrides(fidelity)
-    rows = []
+def table6(seeds: list[int], progress=None, fidelity: str = "contracts", overrides: Sequence[str] = ()) -> dict:
+    """Run the Table VI grid (our numbers and the PETALS → proposed reduction).  ``fidelity`` and
+    ``overrides`` as in :func:`table3`; ``meta`` is the first grid cell's compare meta plus the
+    resolved ``fidelity`` readings.
+
+    Raises:
+        ScenarioError: an unknown ``fidelity`` or a bad override."""
+    extra = _fidelity_overrides(fidelity) + list(overrides)
+    rows, first = [], None
     for name in ("paper-abovenet", "paper-bellcanada", "paper-gtsce"):
         for lam in RATES:
             for length in LENGTHS:
-                overrides = [f"workload.arrival_rate_per_s={lam}", f"workload.output_tokens={length}"]
-                res = compare(name, list(POLICIES), seeds, overrides + extra)
+                grid = [f"workload.arrival_rate_per_s={lam}", f"workload.output_tokens={length}"]
+                res = compare(name, list(POLICIES), seeds, grid + extra)
+                first = first or res
                 ours = {r["policy"]: r for r in res.results}
                 rows.append({"scenario": name, "lambda": lam, "l": length,
                              "petals_s": ours["petals"]["mean_per_token_time_s"],
@@ -156,14 +190,19 @@ def table6(seeds: list[int], progress=None, fidelity: str = "contracts") -> dict
                              / ours["petals"]["mean_per_token_time_s"]})
                 if progress:
                     progress(f"table6 {name} λ {lam} l {length} done")
-    return {"rows": rows, "published_summary": "60–80 % smaller per-token times than PETALS (paper's summary; "
+    return {"rows": rows, "meta": _grid_meta(first, overrides) if first is not None else {},
+            "published_summary": "60–80 % smaller per-token times than PETALS (paper's summary; "
                                                "Table VI values are held out as a validation set)"}
 
 
-def table8(seeds: list[int], progress=None) -> dict:
+def table8(seeds: list[int], progress=None, overrides: Sequence[str] = ()) -> dict:
+    """Run the Table VIII timings; ``overrides`` (``--set``) apply to every scenario.
+
+    Raises:
+        ScenarioError: a bad override."""
     rows = []
     for name in ("paper-clustered", "paper-abovenet", "paper-bellcanada", "paper-gtsce"):
-        res = compare(name, list(POLICIES), seeds)
+        res = compare(name, list(POLICIES), seeds, list(overrides))
         for pol in POLICIES:
             t = np.array([r["algorithm_time_s"] for r in res.per_seed if r["policy"] == pol])
             pub = TABLE8_PUBLISHED[name][pol]

@@ -23,8 +23,12 @@ Churn: :func:`timeline_figure` takes ``marks``, a list of ``(time_s, server, eve
 (``event`` ``"fail"``, ``"leave"``, ``"join"`` or another short label; ``server`` −1 for a swarm-wide
 event); :meth:`~distllm_env.api.SimulationResult.plot` passes the run's own server events
 (``SimulationResult.server_events``, the churn engine's ``server_log``) by default.  In heat maps each
-down period (fail/leave → join) is a cyan bar on the server's row and each event a marker; with at
-most :data:`MAX_LABELLED_MARKS` marks, also a labelled dotted line on every panel.  Under churn a
+down period (fail/leave → join) is a hatched cyan span on the server's row and each event a marker
+on that row.  In line mode (≤ :data:`MAX_LINE_SERVERS` servers) each event is a marker on its own
+server's line, and a sixth panel has one row per server with its down periods as shaded spans in the
+server's colour; the lines differ in dash pattern and width (:func:`line_style`) so that equal series
+stay visible.  With at most :data:`MAX_LABELLED_MARKS` marks, each also gets a labelled dotted line on
+every panel.  Under churn a
 record holds the session's final route, so after a failover the per-server series attribute the whole
 session to its replacement hops (an approximation; the swarm-wide series are exact).
 """
@@ -195,13 +199,18 @@ def timeline_figure(tl: Timeline, title: str, marks: Sequence[tuple[float, int, 
     bin_s = (t1 - t0) / num_bins
     labels = list(server_labels) if server_labels is not None else [f"s{j}" for j in range(n)]
 
-    fig = Figure(figsize=(11, 11 if heat else 12))
+    marks = [(float(t), int(j), str(ev)) for t, j, ev in marks]
+    # line mode with server events: a sixth panel, one row per server, with its down periods shaded
+    strip = not heat and any(j >= 0 for _, j, _ in marks) and n > 0
+    ratios = [1, 1.2, 1.2, 2, 2] + ([0.35 + 0.22 * n] if strip else [])
+    fig = Figure(figsize=(11, 11 if heat else 12 + (0.9 + 0.3 * n if strip else 0)))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(5, 2, sharex="col", gridspec_kw={"width_ratios": [60, 1],
-                                                          "height_ratios": [1, 1.2, 1.2, 2, 2], "hspace": 0.12,
-                                                          "wspace": 0.03})
-    ax_arr, ax_q, ax_tok, ax_kv, ax_ses = axes[:, 0]
-    for ax in axes[:3, 1]:
+    axes = fig.subplots(len(ratios), 2, sharex="col", gridspec_kw={"width_ratios": [60, 1],
+                                                                    "height_ratios": ratios, "hspace": 0.12,
+                                                                    "wspace": 0.03})
+    ax_arr, ax_q, ax_tok, ax_kv, ax_ses = axes[:5, 0]
+    ax_strip = axes[5, 0] if strip else None
+    for ax in (*axes[:3, 1], *axes[5:, 1]):
         ax.set_visible(False)
 
     # 1. arrivals per bin, rejections overlaid
@@ -246,18 +255,22 @@ def timeline_figure(tl: Timeline, title: str, marks: Sequence[tuple[float, int, 
             cax.set_visible(False)
             for j, s in enumerate(series):
                 x, y = _step_xy(s, t0, t1, scale)
-                ax.step(x, y * pct, where="post", lw=1.0, label=labels[j])
+                ax.step(x, y * pct, where="post", label=labels[j], **line_style(j, n))
             ax.set_ylabel(what)
             ax.set_ylim(bottom=0, top=105 if vmax == 100.0 else None)
             if n:
                 ax.legend(fontsize=6, loc="upper right", ncol=min(n, 6))
+            _marks_on_lines(ax, series, pct, marks, t0, t1, scale)
 
     _draw_marks((ax_arr, ax_q, ax_tok), (ax_kv, ax_ses), marks, heat, t1, scale)
+    if ax_strip is not None:
+        _draw_state_strip(ax_strip, marks, n, labels, t1, scale)
 
-    ax_ses.set_xlabel(f"simulated time ({unit})")
-    ax_ses.set_xlim(t0 / scale, t1 / scale)
+    bottom = ax_strip if ax_strip is not None else ax_ses
+    bottom.set_xlabel(f"simulated time ({unit})")
+    bottom.set_xlim(t0 / scale, t1 / scale)
     fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(left=0.14 if heat and n <= 40 else 0.09, right=0.93, top=0.95, bottom=0.05)
+    fig.subplots_adjust(left=0.14 if (heat and n <= 40) or strip else 0.09, right=0.93, top=0.95, bottom=0.05)
     return fig
 
 
@@ -283,6 +296,56 @@ def down_intervals(marks: Sequence[tuple[float, int, str]], end_s: float) -> lis
     return sorted(out, key=lambda x: (x[1], x[0]))
 
 
+def _visible_down(marks, t1: float) -> list[tuple[int, float, float]]:
+    """:func:`down_intervals` that start before ``t1`` (the plotted end), cut at ``t1``."""
+    return [(j, a, min(b, t1)) for j, a, b in down_intervals(marks, t1) if a < t1]
+
+
+#: line styles cycled per server in line mode, so that equal series stay distinguishable
+LINE_STYLES = ("-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)))
+
+
+def line_style(j: int, n: int) -> dict:
+    """Matplotlib keywords of server j's line (of n) in the line-mode panels: the default colour cycle,
+    a dash pattern cycling through :data:`LINE_STYLES`, a width falling from 2.8 (s0) to 1.0 (last) and
+    a z-order rising with j, so that a line drawn over an equal earlier one leaves it visible around
+    its dashes (e.g. s0 under s2)."""
+    width = 2.8 - 1.8 * (j / (n - 1)) if n > 1 else 1.2
+    return {"color": f"C{j % 10}", "ls": LINE_STYLES[j % len(LINE_STYLES)], "lw": width, "zorder": 2 + j / max(n, 1)}
+
+
+def _marks_on_lines(ax, series: Sequence[StepSeries], pct: float, marks, t0: float, t1: float,
+                    scale: float) -> None:
+    """Each server event as a marker (:data:`MARK_STYLE`) on its own server's line, at the line's value
+    just before the event, over a disc in the server's colour."""
+    for t, j, ev in marks:
+        if not (0 <= j < len(series) and t0 <= t <= t1):     # events after the last completion: off the axis
+            continue
+        marker, colour = MARK_STYLE.get(ev, ("o", "black"))
+        y = float(series[j].at(np.nextafter(t, -np.inf))) * pct
+        ax.scatter([t / scale], [y], marker="o", color=f"C{j % 10}", s=70, alpha=0.55, zorder=5)   # on j's line
+        ax.scatter([t / scale], [y], marker=marker, color=colour, s=30, zorder=6)
+
+
+def _draw_state_strip(ax, marks, n: int, labels: Sequence[str], t1: float, scale: float) -> None:
+    """Line mode: one row per server (its line's colour); each down period (:func:`down_intervals`) a
+    shaded span on the server's row and each event a marker on it."""
+    for j in range(n):
+        ax.axhline(j, color=f"C{j % 10}", lw=0.6, alpha=0.6, zorder=1)
+    for j, a, b in _visible_down(marks, t1):
+        ax.broken_barh([(a / scale, (b - a) / scale)], (j - 0.38, 0.76), facecolors=f"C{j % 10}", alpha=0.45,
+                       edgecolor="black", linewidth=0.4, hatch="//", zorder=2)
+    for ev, (marker, colour) in MARK_STYLE.items():
+        pts = [(t / scale, j) for t, j, e in marks if e == ev and 0 <= j < n]
+        if pts:
+            ax.scatter(*zip(*pts), marker=marker, color=colour, s=30, zorder=4, label=ev)
+    ax.broken_barh([], (0, 1), facecolors="grey", alpha=0.45, hatch="//", label="server down")
+    ax.set_yticks(np.arange(n), labels, fontsize=6 if n > 8 else 7)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_ylabel("server\nup / down")
+    ax.legend(fontsize=6, loc="upper right", ncol=4)
+
+
 def _draw_marks(time_axes, server_axes, marks, heat: bool, t1: float, scale: float) -> None:
     """Churn marks: in heat maps, each down period as a cyan bar on the server's row and each event as a
     marker (:data:`MARK_STYLE`); with few marks (or swarm-wide ones, server −1) also a dotted vertical
@@ -297,26 +360,17 @@ def _draw_marks(time_axes, server_axes, marks, heat: bool, t1: float, scale: flo
                 ax.axvline(t / scale, color="black", ls=":", lw=0.8)
             server_axes[0].annotate(f"{ev} s{j}" if j >= 0 else ev, (t / scale, 1.0),
                                     xycoords=("data", "axes fraction"), fontsize=6, rotation=90, va="top", ha="right")
-    if not heat:
-        if not few:                      # one marker per event along the top of the per-server panels
-            from matplotlib.transforms import blended_transform_factory
-
-            for ax in server_axes:
-                tr = blended_transform_factory(ax.transData, ax.transAxes)
-                for ev, (marker, colour) in MARK_STYLE.items():
-                    ts = [t / scale for t, _, e in marks if e == ev]
-                    if ts:
-                        ax.scatter(ts, [0.98] * len(ts), marker=marker, color=colour, s=14, transform=tr,
-                                   clip_on=False, zorder=3)
+    if not heat:                         # line mode: markers on the lines, spans in the state strip
         return
     for ax in server_axes:
-        for j, a, b in down_intervals(marks, t1):
-            ax.hlines(j, a / scale, b / scale, colors="cyan", lw=2.0, alpha=0.9)
+        for j, a, b in _visible_down(marks, t1):
+            ax.broken_barh([(a / scale, (b - a) / scale)], (j - 0.4, 0.8), facecolors="none", hatch="///",
+                           edgecolor="cyan", linewidth=0.8, zorder=2)     # hatched: the heat map stays visible
         for ev, (marker, colour) in MARK_STYLE.items():
             pts = [(t / scale, j) for t, j, e in marks if e == ev and j >= 0]
             if pts:
                 ax.scatter(*zip(*pts), marker=marker, color=colour, s=22, zorder=3, label=ev)
-    server_axes[0].plot([], [], color="cyan", lw=2.0, label="server down")
+    server_axes[0].broken_barh([], (0, 1), facecolors="none", hatch="///", edgecolor="cyan", label="server down")
     server_axes[0].legend(fontsize=6, loc="upper right", ncol=4)
 
 
@@ -340,5 +394,5 @@ def plot_result(result: Any, path: str | Path | None = None, marks: Sequence[tup
     return fig
 
 
-__all__ = ["MAX_LINE_SERVERS", "MARK_STYLE", "StepSeries", "down_intervals", "Timeline", "build_timeline", "interval_count", "plot_result",
+__all__ = ["LINE_STYLES", "MAX_LINE_SERVERS", "MARK_STYLE", "line_style", "StepSeries", "down_intervals", "Timeline", "build_timeline", "interval_count", "plot_result",
            "result_capacity_bytes", "result_title", "timeline_figure"]

@@ -32,6 +32,8 @@ def fast_kwargs(env_id: str) -> dict:
         return {"config": {"num_requests": 4}}
     if "BlockPlacement" in env_id:
         return {"overrides": ["workload.num_requests=8"]}
+    if "SwarmPlacement" in env_id:     # denser churn: a short workload still sees several joins
+        return {"overrides": ["workload.num_requests=25", "churn.mean_uptime_s=120", "churn.mean_downtime_s=30"]}
     return {"overrides": ["workload.num_requests=25"]}
 
 

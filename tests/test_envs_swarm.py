@@ -29,24 +29,39 @@ def test_a_preset_id_for_exactly_the_churn_presets():
     assert ids == {env_id("SwarmPlacement")} | {env_id("SwarmPlacement", p) for p in churn}
 
 
-@pytest.mark.parametrize("preset,placement,router", [("clustered-churn", "petals", "petals"),
-                                                     ("clustered-churn", "cg-bp", "ws-rr"),
-                                                     ("petals-swarm-churn", "petals", "petals")])
+REBALANCE = ["churn.rebalance.balance_quality=0.75"]
+
+
+@pytest.mark.parametrize("preset,placement,router,overrides", [
+    ("clustered-churn", "petals", "petals", []),           # PETALS' rule without rebalancing
+    ("clustered-churn", "petals", "petals", REBALANCE),    # ... with PETALS rebalancing
+    ("clustered-churn", "cg-bp", "ws-rr", []),             # CG-BP's rule
+    ("clustered-churn", "cg-bp", "ws-rr", REBALANCE),
+    ("petals-swarm-churn", "petals", "petals", []),
+])
 @pytest.mark.parametrize("seed", [0, 3])
-def test_baseline_through_the_env_equals_simulate(preset, placement, router, seed):
-    env = make(preset, placement=placement, router=router)
+def test_baseline_through_the_env_equals_simulate(preset, placement, router, overrides, seed):
+    env = gym.make("distllm/SwarmPlacement-v0", disable_env_checker=True, scenario=preset, overrides=overrides,
+                   config={"placement": placement, "router": router})
     out = run_episode(env, JoinEnvPolicy(placement, env), seed=seed)
-    ref = distllm_env.simulate(preset, placement, router, seed=seed, allocation_delays={})
-    sim = env.unwrapped.sim
-    assert sim.finished_records() == ref.records
-    moves = [(t, j, s) for t, j, s in sim.block_moves]
-    assert [e for e in ref.server_events] == list(sim.server_log)
-    assert out["steps"] == max(len(env.unwrapped.decisions), 1)
-    assert all((t, j, s) in env.unwrapped.decisions for t, j, s in moves)
+    ref = distllm_env.simulate(preset, placement, router, seed=seed, overrides=overrides, allocation_delays={})
+    u = env.unwrapped
+    assert u.sim.finished_records() == ref.records                 # record by record
+    assert list(u.sim.server_log) == list(ref.server_events)
+    assert out["steps"] == max(len(u.decisions), 1)
+    decided = {(t, j, s) for t, j, s, _ in u.decisions}
+    assert all(m in decided for m in u.sim.block_moves)              # every move was a decision
+    kinds = {k for *_, k in u.decisions}
+    if overrides and placement == "petals" and seed == 0:
+        assert "rebalance" in kinds and u.sim.dynamics.num_rebalance_moves > 0
+    if not overrides:
+        assert kinds <= {"join"}
 
 
-def test_every_request_counted_exactly_once_in_the_rewards():
-    env = make(rejection_penalty=7.0)
+@pytest.mark.parametrize("overrides", [[], REBALANCE])
+def test_every_request_counted_exactly_once_in_the_rewards(overrides):
+    env = gym.make("distllm/SwarmPlacement-v0", disable_env_checker=True, overrides=overrides,
+                   config={"rejection_penalty": 7.0})
     for seed in (0, 1, 2):
         obs, info = env.reset(seed=seed)
         seen, total = [], 0.0
@@ -63,8 +78,9 @@ def test_every_request_counted_exactly_once_in_the_rewards():
         assert info["summary"]["num_completed"] + info["summary"]["num_rejected"] == len(recs)
 
 
-def test_masks_allow_exactly_the_spans_that_fit_and_the_choice_is_applied():
-    env = make()
+@pytest.mark.parametrize("overrides", [[], REBALANCE])
+def test_masks_allow_exactly_the_spans_that_fit_and_the_choice_is_applied(overrides):
+    env = gym.make("distllm/SwarmPlacement-v0", disable_env_checker=True, overrides=overrides)
     rng = np.random.default_rng(5)
     policy = MaskedRandomPolicy(rng)
     for seed in (0, 1):
@@ -73,15 +89,17 @@ def test_masks_allow_exactly_the_spans_that_fit_and_the_choice_is_applied():
         L = u.instance.num_blocks
         while True:
             mask = u.action_masks()
-            if u.joining is not None:
-                j, count = u.joining
+            if u.pending is not None:
+                j, count = u.pending
                 assert count > 0 and count == u.placement_result.placement.counts[j]
                 assert np.flatnonzero(mask).tolist() == list(range(L - count + 1))
-                assert obs["joining_server"][j] == 1 and obs["server_up"][j] == 0
+                assert obs["decision_server"][j] == 1
+                # a joining server is not up yet; a server told to move by the balance check is
+                assert obs["server_up"][j] == (u.decision_kind == "rebalance")
             else:
                 assert np.flatnonzero(mask).tolist() == [0]
             a = policy.act(obs, info) if mask.sum() > 1 else 0
-            before = u.joining
+            before = u.pending
             obs, r, term, trunc, info = env.step(a)
             assert info["invalid_action"] is False
             if before is not None:
@@ -108,11 +126,10 @@ def test_observation_coverage_counts_the_live_servers():
 
 def test_an_episode_without_joins_is_one_no_op_step():
     # stable servers only: nobody ever leaves, so nobody joins
-    env = make(overrides=None) if False else gym.make(
-        "distllm/SwarmPlacement-v0", disable_env_checker=True, scenario="clustered-churn",
-        overrides=["churn.stable_servers=[0,1,2,3,4,5,6,7,8]", "workload.num_requests=10"])
+    env = gym.make("distllm/SwarmPlacement-v0", disable_env_checker=True, scenario="clustered-churn",
+                   overrides=["churn.stable_servers=[0,1,2,3,4,5,6,7,8]", "workload.num_requests=10"])
     obs, info = env.reset(seed=0)
-    assert env.unwrapped.joining is None and env.unwrapped.action_masks().tolist()[:2] == [True, False]
+    assert env.unwrapped.pending is None and env.unwrapped.action_masks().tolist()[:2] == [True, False]
     obs, r, term, trunc, info = env.step(0)
     assert term and sorted(info["ended_ids"]) == list(range(10)) and r < 0
 
@@ -136,3 +153,24 @@ def test_engine_hook_refuses_out_of_order_calls():
     sim.decide(0)
     with pytest.raises(DistLLMError, match="no join"):
         sim.decide(0)
+
+
+@pytest.mark.parametrize("overrides", [[], REBALANCE])
+def test_recorded_episode_replays_exactly(overrides, tmp_path):
+    from distllm_env.replay import record_episode, replay
+
+    env = gym.make("distllm/SwarmPlacement-ClusteredChurn-v0", overrides=overrides + ["workload.num_requests=30"])
+    rec = record_episode(env, MaskedRandomPolicy(5), seed=17)
+    assert rec.terminated and len(rec.actions) == len(rec.rewards) > 0
+    result = replay(rec.save(tmp_path / "ep.json"))
+    assert result.valid, result.mismatches
+    assert result.rewards == list(rec.rewards)
+
+
+def test_docs_list_every_observation_key_and_config_key():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "envs.md").read_text()
+    env = make()
+    for key in list(env.observation_space.spaces) + list(env.unwrapped.default_config()):
+        assert f"`{key}`" in text, key

@@ -213,8 +213,13 @@ def test_summary_keys_are_exactly_the_documented_ones(tmp_path):
     res = distllm_env.simulate("tiny", "even", "shortest", seed=0, overrides=["workload.num_requests=4"])
     contracts = (Path(__file__).resolve().parents[1] / "docs" / "contracts.md").read_text()
     para = contracts.split("**Summary**", 1)[1].split("Percentiles use", 1)[0]
-    named = set(re.findall(r"`([a-z_0-9]+)`", para)) - {"summary", "simulate", "max_length"}
+    always, churn_only = para.split("under churn also", 1)
+    named = set(re.findall(r"`([a-z_0-9]+)`", always)) - {"summary", "simulate", "max_length"}
     assert named == set(res.summary)
+    churned = distllm_env.simulate("tiny", "even", "shortest", seed=0,
+                                   overrides=["workload.num_requests=4", "churn.distribution=exponential",
+                                              "churn.mean_uptime_s=60", "churn.mean_downtime_s=10"])
+    assert named | set(re.findall(r"`([a-z_0-9]+)`", churn_only)) == set(churned.summary)
     # the CLI-only timings are not in the summary nor in any file
     assert not {"placement_time_s", "routing_decision_median_s"} & set(res.summary)
     out = res.write(tmp_path / "r.csv")

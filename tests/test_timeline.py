@@ -149,13 +149,27 @@ def test_plot_marks_the_runs_own_server_events(tmp_path):
     assert all(0 <= j < res.instance.num_servers for _, j, _ in res.server_events)
     fig = res.plot(tmp_path / "churn.png")
     assert (tmp_path / "churn.png").stat().st_size > 0
-    # default marks = the run's events; many of them on 4 servers (line panels): one marker per event
-    # along the top of each per-server panel, no dotted lines
-    per_server = [ax for ax in fig.axes if ax.get_ylabel() in ("KV utilisation (%)", "active sessions")]
+    # default marks = the run's events; many of them on 4 servers (line panels): each event inside the
+    # plotted time range is a marker (over a disc) on its own server's line, no dotted lines
+    tl = build_timeline(res.records, result_capacity_bytes(res))
+    shown = [(t, j) for t, j, _ in res.server_events if tl.t0_s <= t <= tl.t1_s]
+    per_server = {ax.get_ylabel(): ax for ax in fig.axes if ax.get_ylabel() in ("KV utilisation (%)", "active sessions")}
     assert len(per_server) == 2
-    for ax in per_server:
-        assert sum(len(c.get_offsets()) for c in ax.collections) == n
+    ax = per_server["active sessions"]
+    points = sorted(tuple(p) for c in ax.collections for p in c.get_offsets())
+    expected = sorted((t, float(tl.sessions[j].at(np.nextafter(t, -np.inf)))) for t, j in shown for _ in range(2))
+    assert np.allclose(points, expected)
     assert not any(ln.get_linestyle() == ":" for ax in fig.axes for ln in ax.get_lines())
+    # a sixth panel, one row per server: the down periods as spans on the server's row
+    strip = [ax for ax in fig.axes if ax.get_ylabel() == "server\nup / down"]
+    assert len(strip) == 1
+    bars = [c for c in strip[0].collections if type(c).__name__ == "PolyCollection" and len(c.get_paths())]
+    downs = [(j, a, min(b, tl.t1_s)) for j, a, b in down_intervals(res.server_events, tl.t1_s) if a < tl.t1_s]
+    assert len(bars) == len(downs)
+    for c, (j, a, b) in zip(bars, downs):
+        verts = c.get_paths()[0].vertices
+        assert np.isclose(verts[:, 0].min(), a) and np.isclose(verts[:, 0].max(), b)
+        assert np.isclose((verts[:, 1].min() + verts[:, 1].max()) / 2, j)
     # few explicit marks: a dotted line on each of the five panels; an empty list draws none
     fig2 = res.plot(marks=[(1.0, 0, "fail"), (2.0, 0, "join"), (3.0, -1, "note")])
     assert sum(1 for ax in fig2.axes for ln in ax.get_lines() if ln.get_linestyle() == ":") == 15

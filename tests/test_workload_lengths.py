@@ -151,7 +151,8 @@ def test_planning_maxima_for_distributions():
 
     p, o = LengthDist("uniform", low=10, high=100), LengthDist("fixed", value=5000)
     assert planning_maxima(p, o, 2048, "truncate") == (100, 2038)
-    assert planning_maxima(p, o, 2048, "reject", output_tokens_known=False, max_length=1000) == (100, 900)
+    # unknown lengths: the longest DECLARED output, max_length − the shortest prompt (issue 11)
+    assert planning_maxima(p, o, 2048, "reject", output_tokens_known=False, max_length=1000) == (100, 990)
 
 
 def test_over_length_requests_are_rejected_end_to_end():

@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--fidelity", choices=rp.FIDELITIES, default="contracts",
                    help="table3/table6: 'authors-code' follows the published simulator's code in the four places "
                         "where it differs from docs/contracts.md (docs/fidelity.md); default 'contracts'")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a scenario field in every scenario of the grid, after the grid's own values and "
+                        "--fidelity, e.g. --set fidelity.petals_penalty=session-count (repeatable)")
     p.add_argument("--out", default=None, help="write the full result as JSON (missing parent folders are created)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_format_arg(p)
@@ -44,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
     seeds = list(range(args.seeds))
     progress = None if args.quiet or args.format == "json" else (lambda m: print(m, file=sys.stderr))
     if args.table == "table3":
-        out = rp.table3(seeds, trace=args.trace, progress=progress, fidelity=args.fidelity)
+        out = rp.table3(seeds, trace=args.trace, progress=progress, fidelity=args.fidelity, overrides=args.overrides)
     elif args.table == "table6":
-        out = rp.table6(seeds, progress=progress, fidelity=args.fidelity)
+        out = rp.table6(seeds, progress=progress, fidelity=args.fidelity, overrides=args.overrides)
     else:
-        out = rp.table8(seeds, progress=progress)
+        out = rp.table8(seeds, progress=progress, overrides=args.overrides)
     if args.out:
         Path(args.out).write_text(json.dumps(json_safe(out), indent=1) + "\n")
     if args.format == "json":
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.table == "table3":
         print(f"Table III — average per-token time (s), ours vs the published simulator; {len(seeds)} seeds; "
               f"{out['reading']}")
-        print(format_table(out["rows"], ["cluster", "lambda", "l", "policy", "ours_s", "ours_std_s", "published_sim_s",
+        print(format_table(_display_rows(out["rows"]), ["cluster", "lambda", "l", "policy", "ours_s", "ours_std_s", "published_sim_s",
                                          "rel_error", "published_experiment_s", "proposed_sessions"]))
         print()
         print("PETALS → proposed reduction (fraction), ours vs published simulator:")
@@ -70,12 +73,37 @@ def run(args: argparse.Namespace) -> int:
         _delays(out["meta"])
     elif args.table == "table6":
         fid = "" if args.fidelity == "contracts" else f"; fidelity: {args.fidelity} (docs/fidelity.md)"
+        fid += f"; --set {' '.join(args.overrides)}" if args.overrides else ""
         print(f"Table VI grid — average per-token time (s), {len(seeds)} seeds; {out['published_summary']}{fid}")
-        print(format_table(out["rows"]))
+        print(format_table(_display_rows(out["rows"])))
     else:
         print(f"Table VIII — algorithm running time (s), {len(seeds)} seeds; {out['definition']}")
-        print(format_table(out["rows"]))
+        print(format_table(_display_rows(out["rows"])))
+        if args.overrides:
+            print(f"--set {' '.join(args.overrides)}")
     return 0
+
+
+#: in the printed table only, a standard deviation this far below its mean is shown as 0: it is
+#: floating-point noise of identical per-seed values (e.g. 1.858e-16); the JSON keeps the exact value
+TINY_STD_RELATIVE = 1e-12
+
+
+def _display_rows(rows: list[dict]) -> list[dict]:
+    """Rows for the text table: ``None`` cells (``proposed_sessions`` on PETALS rows) print as "-", and
+    a ``*_std*`` value below :data:`TINY_STD_RELATIVE` × the row's largest magnitude prints as 0."""
+    out = []
+    for row in rows:
+        scale = max((abs(v) for v in row.values() if isinstance(v, float) and v == v), default=0.0)
+        shown = {}
+        for k, v in row.items():
+            if v is None:
+                v = "-"
+            elif "_std" in k and isinstance(v, float) and abs(v) <= TINY_STD_RELATIVE * max(scale, 1.0):
+                v = 0.0
+            shown[k] = v
+        out.append(shown)
+    return out
 
 
 def _delays(meta: dict) -> None:

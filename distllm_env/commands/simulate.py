@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..api import simulate
+from ..live.admission import admission_label
 from ..outputs import write_requests
 from ..registry import check_scenario_policies, make_placement, make_routing
 from .common import add_format_arg, add_scenario_args, add_seed_arg, check_out_path, check_seed, format_kv, print_json, scenario_from
@@ -12,6 +13,22 @@ from .common import add_format_arg, add_scenario_args, add_seed_arg, check_out_p
 SUMMARY_KEYS = ("num_requests", "num_completed", "num_rejected", "mean_per_token_time_s", "ttft_p50_s", "ttft_p95_s",
                 "ttft_p99_s", "wait_mean_s", "wait_max_s", "mean_hops", "throughput_tokens_per_s",
                 "max_concurrent_sessions", "allocation_delay_s")
+#: printed only when ``num_truncated`` > 0 (``workload.over_length: truncate``, or outputs cut at the
+#: declared ``max_length`` under unknown lengths)
+TRUNCATION_KEYS = ("num_truncated",)
+#: printed only when the scenario has a ``churn:`` section (docs/model.md §12)
+CHURN_KEYS = ("goodput_requests_per_s", "num_hit_by_failure", "mean_recovery_s")
+
+
+def summary_keys(summary: dict, churn: bool) -> list[str]:
+    """The summary keys the ``simulate`` table prints: :data:`SUMMARY_KEYS`, then ``num_truncated`` when
+    it is non-zero and :data:`CHURN_KEYS` when churn is on (so a ``paper-*`` table is unchanged)."""
+    keys = list(SUMMARY_KEYS)
+    if summary.get("num_truncated", 0):
+        keys.insert(keys.index("num_rejected") + 1, "num_truncated")
+    if churn:
+        keys += [k for k in CHURN_KEYS if k in summary]
+    return keys
 
 
 def register(sub) -> None:
@@ -71,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     m = res.meta
     print(f"scenario {m['scenario']} (hash {m['scenario_hash']}), seed {m['seed']}, placement {m['placement']}, "
-          f"routing {m['routing']} (family {m['family']}), reservation {m['reservation']}, "
+          f"routing {m['routing']} (family {m['family']}), {admission_label(m)}, "
           f"backoff {'on' if m['backoff'] else 'off'}")
     print(f"placement: {res.placement_result.placement.describe()}  [cache {m['cache_policy']}]")
-    print(format_kv([(k, s[k]) for k in SUMMARY_KEYS]))
+    print(format_kv([(k, s[k]) for k in summary_keys(s, getattr(sc, "churn", None) is not None)]))
     print(format_kv([("placement_time_s", res.timings["placement_time_s"]),
                      ("routing_decision_median_s", res.timings["routing_decision_median_s"])]))
     for note in res.placement_result.diagnostics.get("notes", ()):   # e.g. the MILP's time-limit note
@@ -85,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: derived calibrations used: {', '.join(m['derived_calibrations'])}")
     if s["num_rejected"]:
         print(f"note: {s['num_rejected']} request(s) rejected: {s['rejected_reasons']}")
+    if s.get("num_truncated"):
+        print(f"note: {s['num_truncated']} request(s) truncated: output cut at the model's maximum sequence "
+              f"(workload.over_length: truncate) or at the declared max_length (unknown lengths)")
+    if m.get("data_attribution"):
+        print(f"note: data: {m['data_attribution']}")
     if args.out:
         print(f"per-request table written to {args.out}")
     if plot_path is not None:

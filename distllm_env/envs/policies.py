@@ -23,9 +23,11 @@ the paper's" is one loop::
   ``mismatches`` counts them.
 * :class:`JoinEnvPolicy` runs a placement baseline's online rule ``place_joining`` (PETALS
   ``choose_best_blocks``, CG-BP's greedy window rule; docs/baselines.md "Online re-placement") at
-  each join of ``distllm/SwarmPlacement-*``, on the env's simulator view and placement stream, so it
-  reproduces ``simulate`` with that placement policy record by record.  (PETALS' periodic
-  rebalancing is not in the churn engine yet, so there is no "with rebalancing" variant.)
+  each join or rebalance decision of ``distllm/SwarmPlacement-*``, on the env's simulator view and
+  placement stream, so it reproduces ``simulate`` with that placement policy record by record.
+  PETALS' rule *with* rebalancing is ``JoinEnvPolicy("petals", env)`` on a scenario with
+  ``churn.rebalance`` (e.g. ``overrides=["churn.rebalance.balance_quality=0.75"]``), *without* it the
+  same policy on a scenario without that key (every shipped churn preset).
 * :class:`SplitEnvPolicy` runs a split baseline (DP, greedy, server-only, exhaustive) per request
   and replays its plan layer by layer (or as a client prefix length).
 * :class:`GreedyRoutingPolicy` picks the candidate of least expected per-token time (a myopic
@@ -112,9 +114,9 @@ class JoinEnvPolicy:
 
     def act(self, obs: Any = None, info: dict | None = None) -> int:
         env = self.env
-        if env.joining is None:
+        if env.pending is None:
             return 0
-        j, count = env.joining
+        j, count = env.pending
         return int(self.policy.place_joining(j, count, env.sim.view, env.placement_rng))
 
 

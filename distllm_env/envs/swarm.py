@@ -1,4 +1,5 @@
-"""``distllm/SwarmPlacement-v0``: choose the blocks of each server that (re)joins a churning swarm.
+"""``distllm/SwarmPlacement-v0``: choose the blocks of each server that (re)joins or moves in a
+churning swarm.
 
 The scenario must have a ``churn:`` section (docs/model.md §12; default scenario ``clustered-churn``).
 An episode is one run of :class:`~distllm_env.live.churn.ChurnSimulation` on the seed's instance and
@@ -8,16 +9,19 @@ workload (exactly those :func:`distllm_env.simulate` uses, docs/contracts.md §1
   with the placement stream :func:`distllm_env.simulate` gives it;
 * every request is routed by ``config["router"]`` (default ``ws-rr``) with the routing stream
   ``simulate`` gives it; the same router routes failed segments (failover), as in ``simulate``;
-* **decision epochs** are the joins of servers with a non-empty placed span: the engine stops before
-  the join (:meth:`ChurnSimulation.next_decision`), the agent picks the server's first block, the
-  engine applies it exactly as a placement policy's ``place_joining`` returning that start would be
-  (docs/baselines.md "Online re-placement") and runs on to the next join.  The server's block count
+* **decision epochs** are (a) the joins of servers with a non-empty placed span and (b) with
+  ``churn.rebalance`` on, the balance checks where PETALS' ``should_choose_other_blocks`` tells a live
+  server to move (docs/model.md §12.1; the trigger stays PETALS' rule, the agent picks where to).
+  The engine stops before the event (:meth:`ChurnSimulation.next_decision`), the agent picks the
+  server's first block, the engine applies it exactly as a placement policy's ``place_joining``
+  returning that start would be (docs/baselines.md "Online re-placement"; at a rebalance, the
+  server's current start means "stay") and runs on to the next decision.  The server's block count
   is its count in the initial placement (its memory has not changed).
 
-**Action**: ``Discrete(max_blocks)``, the first block ``a`` of the joining server's ``m`` blocks;
+**Action**: ``Discrete(max_blocks)``, the first block ``a`` of the deciding server's ``m`` blocks;
 valid iff a + m ≤ L (the span fits the model; ``m`` already fits the server's memory with one
-session's KV cache, as BlockPlacement's spans do).  In an episode without any join, the single step
-is a no-op (only action 0 is valid).
+session's KV cache, as BlockPlacement's spans do).  In an episode without any decision, the single
+step is a no-op (only action 0 is valid).
 
 **Reward** of a step: over the requests whose sessions ENDED since the previous decision (the first
 step also takes those ended before the first decision, the last step those ended after the last
@@ -57,7 +61,7 @@ _GIB = float(2**30)
 
 
 class SwarmPlacementEnv(DistLLMEnv):
-    """Pick the span of each (re)joining server under churn (see the module docstring)."""
+    """Pick the span of each (re)joining or moving server under churn (see the module docstring)."""
 
     decision_name = "SwarmPlacement"
     default_scenario = "clustered-churn"
@@ -76,17 +80,18 @@ class SwarmPlacementEnv(DistLLMEnv):
         S, B, T = self.config["max_servers"], self.config["max_blocks"], self.config["max_time_s"]
         self.layout = ObsLayout([
             Feature("server_mask", S, 0, 1, "1/0", "1 for a real server, 0 for padding"),
-            Feature("server_up", S, 0, 1, "1/0", "1 if server j is up now (0: down, leaving or padding)"),
+            Feature("server_up", S, 0, 1, "1/0", "1 if server j is up now (0: down, leaving, loading or padding)"),
             Feature("server_start_frac", S, 0, 1, "fraction of L", "first placed block a_j / L (0 if none)"),
             Feature("server_count_frac", S, 0, 1, "fraction of L", "placed blocks m_j / L (down servers included)"),
             Feature("server_tau_decode_s", S, 0, 10, "s", "decode time per block per token τ_j"),
             Feature("server_kv_used_frac", S, 0, 1, "fraction", "KV bytes held now / KV capacity (0 if none)"),
             Feature("block_mask", B, 0, 1, "1/0", "1 for a real block, 0 for padding"),
             Feature("block_coverage", B, 0, S, "servers", "servers up now hosting block b"),
-            Feature("joining_server", S, 0, 1, "one-hot", "the server that joins now (all 0 if none)"),
-            Feature("joining_count_frac", 1, 0, 1, "fraction of L", "blocks m the joining server hosts / L"),
-            Feature("joining_tau_decode_s", 1, 0, 10, "s", "the joining server's τ_j"),
-            Feature("joining_kv_gib", 1, 0, 4096, "GiB", "the joining server's KV capacity"),
+            Feature("decision_server", S, 0, 1, "one-hot", "the server whose span is decided now (all 0 if none)"),
+            Feature("decision_is_rebalance", 1, 0, 1, "1/0", "1 at a rebalance move, 0 at a join"),
+            Feature("decision_count_frac", 1, 0, 1, "fraction of L", "blocks m the server hosts / L"),
+            Feature("decision_tau_decode_s", 1, 0, 10, "s", "the server's decode time per block per token τ_j"),
+            Feature("decision_kv_gib", 1, 0, 4096, "GiB", "the server's KV capacity"),
             Feature("time_s", 1, 0, T, "s", "simulated time now"),
             Feature("progress", 1, 0, 1, "fraction", "requests ended / requests of the episode"),
         ])
@@ -113,19 +118,24 @@ class SwarmPlacementEnv(DistLLMEnv):
         self.sim = sim
         self._counted = np.zeros(len(reqs), dtype=bool)
         self._num_requests = len(reqs)
-        self.decisions: list[tuple[float, int, int]] = []     # (time_s, server, start) per join decided
-        self.joining: tuple[int, int] | None = None
+        #: (time_s, server, start, "join" | "rebalance") per decision taken
+        self.decisions: list[tuple[float, int, int, str]] = []
+        #: (server, count) of the decision pending now (join or rebalance), else None
+        self.pending: tuple[int, int] | None = None
+        self.decision_kind: str | None = None
         self._advance()
-        self._noop = self.joining is None     # an episode without any join: one no-op step
+        self._noop = self.pending is None     # an episode without any decision: one no-op step
 
     def _advance(self) -> None:
-        """Run the engine to the next join (``self.joining = (server, count)``) or the end (``None``);
+        """Run the engine to the next decision (``self.pending = (server, count)``, ``decision_kind``
+        "join" or "rebalance") or the end (``None``);
         requests meanwhile are routed exactly as :func:`distllm_env.api.run_routing` routes them."""
         sim, router, rng = self.sim, self.router, self.routing_rng
         while True:
             d = sim.next_decision()
             if d is None or isinstance(d, tuple):
-                self.joining = None if d is None else (int(d[1]), int(d[2]))
+                self.pending = None if d is None else (int(d[1]), int(d[2]))
+                self.decision_kind = None if d is None else d[0]
                 return
             try:
                 route = router.route(d, sim.view, rng)
@@ -136,17 +146,17 @@ class SwarmPlacementEnv(DistLLMEnv):
 
     def _apply(self, action: int) -> tuple[float, bool, dict]:
         info: dict[str, Any] = {}
-        if self.joining is not None:
-            j, count = self.joining
-            info.update(server=j, start=int(action), count=count)
-            self.decisions.append((float(self.sim.now_s), j, int(action)))
+        if self.pending is not None:
+            j, count = self.pending
+            info.update(server=j, start=int(action), count=count, decision=self.decision_kind)
+            self.decisions.append((float(self.sim.now_s), j, int(action), self.decision_kind))
             self.sim.decide(int(action))
             self._advance()
         self._noop = False
         reward, comps, ended = self._collect()
         info["ended_ids"] = ended
         info["reward_components"] = comps
-        terminated = self.joining is None
+        terminated = self.pending is None
         if terminated:
             info["summary"] = self.episode_summary()
         return reward, terminated, info
@@ -181,10 +191,10 @@ class SwarmPlacementEnv(DistLLMEnv):
     # -- masks and observations --------------------------------------------------------------------
     def _current_mask(self) -> np.ndarray:
         mask = np.zeros(self.action_space.n, dtype=bool)
-        if self.joining is None:
+        if self.pending is None:
             mask[0] = True          # no-op / terminal state: a dummy valid action, so the mask is never empty
             return mask
-        mask[: self.instance.num_blocks - self.joining[1] + 1] = True
+        mask[: self.instance.num_blocks - self.pending[1] + 1] = True
         return mask
 
     def _live_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,19 +222,20 @@ class SwarmPlacementEnv(DistLLMEnv):
         np.add.at(diff, starts[live], 1)
         np.add.at(diff, starts[live] + counts[live], -1)
         obs["block_coverage"][:L] = np.cumsum(diff)[:L]
-        if self.joining is not None:
-            j, count = self.joining
-            obs["joining_server"][j] = 1
-            obs["joining_count_frac"][0] = count / L
-            obs["joining_tau_decode_s"][0] = inst.tau_decode_s[j]
-            obs["joining_kv_gib"][0] = cap[j] / _GIB
+        if self.pending is not None:
+            j, count = self.pending
+            obs["decision_server"][j] = 1
+            obs["decision_is_rebalance"][0] = self.decision_kind == "rebalance"
+            obs["decision_count_frac"][0] = count / L
+            obs["decision_tau_decode_s"][0] = inst.tau_decode_s[j]
+            obs["decision_kv_gib"][0] = cap[j] / _GIB
         obs["time_s"][0] = sim.now_s
         obs["progress"][0] = self._counted.sum() / max(self._num_requests, 1)
         return self.layout.finish(obs)
 
     def _reset_info(self) -> dict:
         return {"placement": self.placement_name, "num_requests": self._num_requests,
-                "server": None if self.joining is None else self.joining[0]}
+                "server": None if self.pending is None else self.pending[0]}
 
     # -- rendering ---------------------------------------------------------------------------------
     def _render_text(self) -> str:
@@ -232,18 +243,19 @@ class SwarmPlacementEnv(DistLLMEnv):
         starts, counts, up = self._live_spans()
         lines = [f"SwarmPlacement  scenario={self.scenario.name} seed={self.scenario_seed} "
                  f"placement={self.placement_name}  t={sim.now_s:.2f}s  ended {int(self._counted.sum())}/"
-                 f"{self._num_requests}  joins decided {len(self.decisions)}"]
-        if self.joining is not None:
-            j, count = self.joining
-            lines.append(f"server {j} joins with {count} blocks: start 0..{inst.num_blocks - count}")
+                 f"{self._num_requests}  decisions {len(self.decisions)}"]
+        if self.pending is not None:
+            j, count = self.pending
+            what = "joins" if self.decision_kind == "join" else f"moves (rebalance) from block {starts[j]}"
+            lines.append(f"server {j} {what} with {count} blocks: start 0..{inst.num_blocks - count}")
         else:
-            lines.append("episode finished" if self._done else "no join in this episode (no-op step)")
+            lines.append("episode finished" if self._done else "no decision in this episode (no-op step)")
         for j in range(inst.num_servers):
             cap = sim.capacity_bytes[j]
             frac = sim.used_bytes[j] / cap if cap > 0 else 0.0
             span = f"{starts[j]:3d}-{starts[j] + counts[j] - 1:3d}" if counts[j] else "   none"
             state = "up  " if up[j] else "down"
-            mark = ">" if self.joining is not None and j == self.joining[0] else " "
+            mark = ">" if self.pending is not None and j == self.pending[0] else " "
             lines.append(f"{mark} s{j:<3d} {inst.servers[j].gpu.name:<14s} {state} blocks {span}  KV {bar(frac)} "
                          f"{frac:5.1%}")
         return "\n".join(lines)
@@ -252,9 +264,9 @@ class SwarmPlacementEnv(DistLLMEnv):
         inst, sim = self.instance, self.sim
         starts, counts, up = self._live_spans()
         load = [sim.used_bytes[j] / c if c > 0 else 0.0 for j, c in enumerate(sim.capacity_bytes)]
-        hl = () if self.joining is None else (self.joining[0],)
+        hl = () if self.pending is None else (self.pending[0],)
         title = (f"{self.scenario.name} seed {self.scenario_seed}: t={sim.now_s:.1f}s, "
-                 f"{len(self.decisions)} joins decided (joining server highlighted; hatched: down)")
+                 f"{len(self.decisions)} decisions (deciding server highlighted; hatched: not up)")
         return coverage_load_rgb(inst.num_blocks, starts, counts, load, title, highlight=hl, decided=up)
 
 

@@ -9,8 +9,10 @@ never waits for another session), so that a failure can interrupt it.
   session holding a span on j fails over at t.
 * ``leave`` of j at t: j takes no new step; a session whose current step has already reached j
   finishes that step and fails over at its end, every other session holding j fails over at t.
-* ``join``: j is up again, with no KV held; the placement policy's online hook
-  ``place_joining`` (if set with :meth:`ChurnSimulation.set_placement_policy`) may move its span.
+* ``join``: j comes back with no KV held; the placement policy's online hook
+  ``place_joining`` (if set with :meth:`ChurnSimulation.set_placement_policy`) may move its span; it
+  serves once its blocks are loaded (reload time, PETALS rebalancing and arriving servers:
+  :mod:`distllm_env.live.rebalance`, docs/model.md §12.1).
 * Failover (PETALS ``src/petals/client/inference_session.py`` ``step`` and
   ``src/petals/client/routing/sequence_manager.py``): the session keeps its k finished tokens
   (client-side history); the session's client bans the peer (``ban_s``, doubled each time the same
@@ -43,11 +45,12 @@ from ..chains import Hop, HopCost, Route, check_route
 from ..errors import DistLLMError, NoFeasibleChain, ScenarioError
 from ..perf import prefill_comm_s
 from ..placement import Placement
-from ..records import REJECT_FAILOVER_TIMEOUT, RequestRecord
+from ..records import REJECT_FAILOVER_TIMEOUT, REJECT_NO_CHAIN, RequestRecord
 from ..rng import generators, seed_streams
 from ..scenario.churn_section import ChurnSpec, draw_period_s
 from ..view import ClusterView
-from .engine import STEP, LiveSimulation
+from .admission import next_open_attempt
+from .engine import ARRIVAL, STEP, LiveSimulation
 from .rebalance import LOADING, READY, REBALANCE, SERVER_ARRIVAL, SwarmDynamics
 from .sessions import DECODE, PREFILL, build_session
 
@@ -90,7 +93,8 @@ class MinLatencyRouter:
 class ChurnSimulation(LiveSimulation):
     """The live engine with server churn (see the module docstring).  Same API as
     :class:`LiveSimulation`, plus :meth:`set_failover_router` and :meth:`set_placement_policy`
-    (``simulate`` calls both with its policies); ``server_log`` lists the applied
+    (``simulate`` calls both with its policies) and, for an external decision-maker
+    (``external_placement = True``), :meth:`next_decision` / :meth:`decide`; ``server_log`` lists the applied
     server events ``(time_s, server, event)`` and, when ``step_log`` is set to a list before the run,
     every finished step is appended as ``(server, arrival_s, done_s)``.
 
@@ -113,6 +117,7 @@ class ChurnSimulation(LiveSimulation):
         self._recovery_s: dict[int, float] = {}
         self._bans: dict[tuple[int, int], tuple[float, int]] = {}   # (session, server) → (until, count)
         self._ended = 0
+        self._open_tries: dict[int, int] = {}           # request → back-off index of its last open try
         self.router, self.router_rng = MinLatencyRouter(), np.random.default_rng(0)
         self.server_log: list[tuple[float, int, str]] = []
         self.placer, self.placer_rng = None, np.random.default_rng(0)
@@ -123,7 +128,8 @@ class ChurnSimulation(LiveSimulation):
         self.external_placement = False
         self.pending_join: tuple[float, int, int] | None = None
         self._decided: dict[int, int] = {}
-        self._server_ev: tuple[float, int, int] | None = None
+        self._server_ev: tuple | None = None
+        self._replay: tuple | None = None      # the stopped heap event, handled first once decided
         self._dirty = False
         self._failover_views: dict[tuple, ClusterView] = {}
         for ev in churn.trace:
@@ -144,6 +150,8 @@ class ChurnSimulation(LiveSimulation):
             for j in range(n):
                 if j not in stable:
                     self._push(self._draw(j, up=True), SERVER, j, 3 + EVENT_CODES[churn.down_event])
+        #: reload times, PETALS rebalancing, arriving servers (live/rebalance.py)
+        self.dynamics = SwarmDynamics(self, churn)
 
     # -- the protocol hook ---------------------------------------------------------------------------
     def set_placement_policy(self, policy, rng: np.random.Generator) -> None:
@@ -155,6 +163,47 @@ class ChurnSimulation(LiveSimulation):
         """Route failed segments with ``router`` (a :class:`~distllm_env.protocols.RoutingPolicy`)
         drawing from ``rng``; default :class:`MinLatencyRouter`."""
         self.router, self.router_rng = router, rng
+
+    # -- external decisions (distllm/SwarmPlacement-v0) ----------------------------------------------
+    def _external_start(self, t: float, j: int, count: int, what: str, event: tuple) -> int:
+        """The start decided for server ``j`` (:meth:`decide`), else stop the engine: ``event`` (the heap
+        entry ``(t, kind, a, b)`` being handled, nothing changed yet) is replayed once decided."""
+        if j not in self._decided:
+            raise _JoinPending(t, j, count, what, event)     # caught by next_decision
+        return self._decided.pop(j)
+
+    def next_decision(self):
+        """External placement mode (``external_placement = True``; used by ``distllm/SwarmPlacement-v0``,
+        docs/envs.md): process events up to the next decision and return it — a
+        :class:`~distllm_env.workload.Request` to route (commit or reject it, as after
+        :meth:`next_request`); ``("join", server, count)`` when a (re)joining server with ``count`` placed
+        blocks needs its first block; ``("rebalance", server, count)`` when PETALS' balance check
+        (``churn.rebalance``, docs/model.md §12.1) tells a live server to move; ``None`` once every request
+        has ended.  At a join or rebalance decision the engine is stopped before the event changed
+        anything (the view shows the swarm then): call :meth:`decide`.
+
+        Raises :class:`~distllm_env.errors.DistLLMError` while a decision is still pending."""
+        if self.pending_join is not None:
+            raise DistLLMError(f"server {self.pending_join[1]} waits for its blocks: call decide(start) first")
+        try:
+            ev, self._replay = self._replay, None
+            if ev is not None:             # before anything it pushed before stopping (e.g. a failover now)
+                self._other_event(*ev)
+            return self.next_request()
+        except _JoinPending as p:
+            t, j, count, what, self._replay = p.args
+            self.pending_join = (t, j, count, what)
+            return (what, j, count)
+
+    def decide(self, start: int) -> None:
+        """Resolve the pending decision (:meth:`next_decision`): the server hosts its ``count`` blocks from
+        ``start``; the next :meth:`next_decision` replays the stopped event, which applies ``start``
+        exactly as a ``place_joining`` hook returning it would be (same range check, same move
+        bookkeeping).  Raises :class:`~distllm_env.errors.DistLLMError` when nothing is pending."""
+        if self.pending_join is None:
+            raise DistLLMError("no join is pending")
+        self._decided[self.pending_join[1]] = start
+        self.pending_join = None
 
     # -- events --------------------------------------------------------------------------------------
     def _draw(self, j: int, up: bool) -> float:
@@ -173,7 +222,7 @@ class ChurnSimulation(LiveSimulation):
             if ep == self._epoch.get(a, 0):
                 self._step_done(t, self.sessions[a], h)
         elif kind == SERVER:
-            self._server_ev = (t, a, b)
+            self._server_ev = (t, SERVER, a, b)
             drawn = b >= 3
             ev = ("join", "leave", "fail")[b - 3 if drawn else b]
             self._server_event(t, a, ev)
@@ -187,8 +236,9 @@ class ChurnSimulation(LiveSimulation):
                 self._attempt(t, a)
         elif kind == READY:                          # reload, rebalancing, arrivals: live/rebalance.py
             self.dynamics.ready(t, a, b)
+            self.admission.released(t, [a])          # sessions queued on a server that was down
         elif kind == REBALANCE:
-            self.dynamics.tick(t)
+            self.dynamics.tick(t, resume=b == 1)
         elif kind == SERVER_ARRIVAL:
             self.dynamics.arrive(t)
         else:
@@ -207,6 +257,7 @@ class ChurnSimulation(LiveSimulation):
             self._vacate(t, j, ev)
         self.server_log.append((t, j, ev))
         self._dirty = True             # the routers' view is updated before the next routing decision
+        self.admission.released(t, [j])    # KV freed on j: its queue head may be admitted (and fail over)
 
     def _vacate(self, t: float, j: int, ev: str) -> None:
         """The sessions on server ``j`` fail over (``fail``: at once, its steps dropped; ``leave``: a
@@ -221,6 +272,12 @@ class ChurnSimulation(LiveSimulation):
                 self._drain[sid] = j          # finishes the step it has on j, then fails over
             else:
                 self._break(t, sid, j)
+
+    def _arrival_join(self, t: float, j: int) -> None:
+        """Spare server ``j`` arrives at ``t``: a ``join`` event now, after which it follows the drawn
+        up/down process (unless stable)."""
+        drawn = self._gens is not None and j not in self.churn.stable_servers
+        self._push(t, SERVER, j, 3 if drawn else EVENT_CODES["join"])
 
     def churn_summary(self) -> dict:
         """Churn summary keys (docs/contracts.md §6): ``num_block_moves``, ``num_rebalance_moves``,
@@ -243,9 +300,7 @@ class ChurnSimulation(LiveSimulation):
         p = self._placed
         count = p.counts[j]
         if self.external_placement and count:
-            if j not in self._decided:
-                raise _JoinPending(t, j, count)          # caught by next_decision (nothing changed yet)
-            start = self._decided.pop(j)
+            start = self._external_start(t, j, count, "join", self._server_ev)
         elif hook is None or count == 0:
             return
         else:
@@ -263,7 +318,7 @@ class ChurnSimulation(LiveSimulation):
         """Routers see only the servers that are up (docs/model.md §12)."""
         self._dirty = False
         p = self._placed
-        counts = tuple(c if self.state[j] == UP else 0 for j, c in enumerate(p.counts))
+        counts = tuple([c if st == UP else 0 for c, st in zip(p.counts, self.state)])
         if counts == self.placement.counts and p.starts == self.placement.starts:
             return                     # e.g. a server failed and rejoined between two arrivals
         self.placement = Placement(p.starts, counts, p.num_blocks)
@@ -494,6 +549,24 @@ class ChurnSimulation(LiveSimulation):
         self._ended += 1
 
     def reject(self, request, reason, route=None):
+        """As :meth:`LiveSimulation.reject`, except ``no_feasible_chain``: the client retries opening
+        the session at its PETALS back-off instants (the request is presented to the router again then)
+        until the session timeout (:func:`~distllm_env.live.admission.next_open_attempt`); the returned
+        record is then ``pending``."""
+        if reason == REJECT_NO_CHAIN:
+            self._check_current(request)
+            nxt = next_open_attempt(request.arrival_s, self.now_s, self._open_tries.get(request.id, 0),
+                                    self.churn.session_timeout_s)
+            if nxt is not None:
+                self._open_tries[request.id] = nxt[0]
+                super()._push(nxt[1], ARRIVAL, request.id, nxt[0])
+                self.current_request = None
+                nan = math.nan
+                return RequestRecord(
+                    request_id=request.id, client=request.client, arrival_s=request.arrival_s, start_s=nan,
+                    first_token_s=nan, completion_s=nan, wait_s=nan, prompt_tokens=request.prompt_tokens,
+                    output_tokens=request.output_tokens, hops=0, route=None, status="pending", reason="",
+                    client_blocks=request.client_blocks, declared_tokens=int(request.declared_output_tokens))
         rec = super().reject(request, reason, route)
         self._ended += 1
         return rec
@@ -505,41 +578,8 @@ class ChurnSimulation(LiveSimulation):
 
 
 class _JoinPending(Exception):
-    """Internal: a join event waits for an external decision (:meth:`ChurnSimulation.next_decision`)."""
+    """Internal: a join or rebalance event waits for an external decision
+    (:meth:`ChurnSimulation.next_decision`)."""
 
-
-def _next_decision(self):
-    """External placement mode (``external_placement = True``; used by ``distllm/SwarmPlacement-v0``,
-    docs/envs.md): process events up to the next decision and return it — a
-    :class:`~distllm_env.workload.Request` to route (commit or reject it, as after
-    :meth:`next_request`), ``("join", server, count)`` when a (re)joining server with ``count`` placed
-    blocks needs its first block (the engine is stopped before the join changed anything: the view
-    shows the swarm then; call :meth:`decide`), or ``None`` once every request has ended.
-
-    Raises :class:`~distllm_env.errors.DistLLMError` while a join is still pending."""
-    if self.pending_join is not None:
-        raise DistLLMError(f"server {self.pending_join[1]} joins: call decide(start) first")
-    try:
-        return self.next_request()
-    except _JoinPending as p:
-        t, a, b = self._server_ev
-        super(ChurnSimulation, self)._push(t, SERVER, a, b)   # replayed first by the next call
-        self.pending_join = p.args
-        return ("join", p.args[1], p.args[2])
-
-
-def _decide(self, start: int) -> None:
-    """Resolve the pending join (:meth:`next_decision`): the server hosts ``count`` blocks from
-    ``start``; the join is applied by the next :meth:`next_decision` exactly as a ``place_joining``
-    hook returning ``start`` would be.  Raises :class:`~distllm_env.errors.DistLLMError` when no join
-    is pending (a start out of range raises there, as for a hook)."""
-    if self.pending_join is None:
-        raise DistLLMError("no join is pending")
-    self._decided[self.pending_join[1]] = start
-    self.pending_join = None
-
-
-ChurnSimulation.next_decision = _next_decision
-ChurnSimulation.decide = _decide
 
 __all__ = ["ChurnSimulation", "MinLatencyRouter"]

@@ -3,10 +3,11 @@
 Sessions are state machines (waiting → prefill → decode → done, :mod:`~distllm_env.live.sessions`).
 
 * Memory: KV for prompt + DECLARED output, × m_ij on every hop (the analytic engine's bytes formula),
-  taken at admission and released at the session's TRUE completion.  Committed sessions that do not
-  fit wait in a FIFO admission queue; with back-off on, the head is admitted at the first PETALS retry
-  instant (from its arrival) at or after the time it fits (:mod:`distllm_env.backoff`).  The queue is
-  re-checked at release events only.  A chain that can never fit is rejected ``insufficient_memory``.
+  taken at admission and released at the session's TRUE completion.  Admission is per-server FCFS
+  (:mod:`~distllm_env.live.admission`): a committed session waits in the FIFO queue of every server
+  of its route and is admitted when it heads all of them and fits on every hop; with back-off on, at
+  its first PETALS retry instant (from its arrival) at or after then (:mod:`distllm_env.backoff`).
+  A chain that can never fit is rejected ``insufficient_memory``.
 * Steps: a token visits its hops in order; hop h's step reaches server j after the hop's
   communication cost (t^I_cj at prefill, t_cj at decode) and costs m_ij·τ^I_j(l_in) (prefill) or
   m_ij·τ_j (decode) under ``serial``; under ``batched`` it joins the next iteration
@@ -28,13 +29,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
 from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
-from ..backoff import first_retry_at_or_after_s
 from ..chains import Route, check_route
 from ..errors import DistLLMError, RouteError
 from ..instance import Instance
@@ -45,6 +44,7 @@ from ..records import (REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, Cli
 from ..view import ClusterView
 from ..workload import Request
 from ..perf import prefill_comm_s
+from .admission import ADMISSION_RULE, PerServerFifo
 from .server_models import SERVER_MODELS, batch_time_s
 from .sessions import DECODE, DONE, PREFILL, LiveBook, Session, build_session, closed_form
 
@@ -87,7 +87,7 @@ class LiveSimulation:
         self.capacity_bytes = np.asarray(self.cache_policy.kv_capacity_bytes(
             instance.memory_bytes, instance.block_bytes, self.placement.count_array,
             instance.kv_bytes_per_token_per_block), dtype=np.int64)
-        self.reservation = reservation     # the analytic engine's accounting; not used here
+        self.reservation = reservation     # the analytic engine's accounting; used by ``independent`` only
         self.backoff = backoff
         self.allocation_delay_s = float(allocation_delay_s)
         self.server_model = server_model
@@ -104,8 +104,8 @@ class LiveSimulation:
         self._waiting: list[list[tuple[int, int]]] = [[] for _ in range(n_srv)]
         self._batch: list[list[tuple[int, int]] | None] = [None] * n_srv
         self._start_pending = [False] * n_srv
-        self._queue: deque[int] = deque()
-        self._retry_pending = False
+        # per-server FCFS admission (live/admission.py, docs/model.md §11)
+        self.admission = PerServerFifo(self, RETRY)
         self._tau = [float(x) for x in instance.tau_decode_s]
         self._peak = [float(s.gpu.dense_bf16_flops) for s in instance.servers]
         self._ftok = float(instance.model.flops_per_token_per_block)
@@ -126,6 +126,7 @@ class LiveSimulation:
             for m in ("_step_arrives", "_step_done", "_push", "_admit", "_release", "_batch_start", "_batch_done")))
         # end bounds need step times ≥ their uncontended cost: a negative iteration overhead breaks that
         self._alone_ok = self.batched_step_overhead_s >= 0.0
+        self._serial = server_model == "serial"
         self._solo_s: dict[tuple[int, int, bool], float] = {}    # (session, hop, prefill) → one-step iteration (s)
         for i, r in enumerate(self._true):
             if r.id != i:
@@ -137,6 +138,12 @@ class LiveSimulation:
         self.book = LiveBook(self)
         self._calendar = make_book(reservation, self.capacity_bytes) if server_model == "independent" else None
         self.view = ClusterView(self)
+
+    @property
+    def admission_rule(self) -> str:
+        """``"per-server-fifo"`` (:mod:`~distllm_env.live.admission`) when sessions are stepped, else
+        (``independent`` without churn: the analytic closed form) the reservation mode."""
+        return ADMISSION_RULE if self._calendar is None else self.reservation
 
     def _push(self, t: float, kind: int, a: int, b: int) -> None:
         heapq.heappush(self._events, (t, kind, a, self._seq, b))
@@ -166,12 +173,17 @@ class LiveSimulation:
         if self.current_request is not None:
             raise DistLLMError(f"request {self.current_request.id} was neither committed nor rejected")
         events = self._events
+        serial_inline = self._inline and self._serial
+        sessions = self.sessions
         while events:
             t, kind, a, _, b = heapq.heappop(events)
             if t > self.now_s:
                 self.now_s = t
             if kind == STEP:
-                self._step_arrives(t, a, b)
+                if serial_inline:
+                    self._serial_chain(t, sessions[a], b)
+                else:
+                    self._step_arrives(t, a, b)
             elif kind == END:
                 self._release(t, a)
             elif kind == BATCH_DONE:
@@ -179,8 +191,7 @@ class LiveSimulation:
             elif kind == BATCH_START:
                 self._batch_start(t, a)
             elif kind == RETRY:
-                self._retry_pending = False
-                self._try_admit(t)
+                self.admission.retry(t, a)
             elif kind == ADMIT:
                 self._admit(t, self.sessions[a])
             elif kind != ARRIVAL:       # kinds added by a subclass (churn: live/churn.py)
@@ -252,8 +263,9 @@ class LiveSimulation:
         return bool(np.all(np.isfinite(self.instance.rtt_s[client, np.asarray(servers, dtype=np.int64)])))
 
     def commit(self, request: Request, route: Route) -> RequestRecord:
-        """Commit ``request`` to ``route``: it joins the admission queue (admitted now if it fits and
-        nobody waits).  Returns a ``pending`` record (predicted times) or a ``rejected`` one
+        """Commit ``request`` to ``route``: it joins the admission queues of its servers (admitted now if
+        it fits and nobody waits on them, :class:`~distllm_env.live.admission.PerServerFifo`).  Returns
+        a ``pending`` record (predicted times) or a ``rejected`` one
         (``unreachable``, ``insufficient_memory``, ``non_finite_time``).  Raises :class:`RouteError`
         for an invalid route, :class:`DistLLMError` if ``request`` is not the request being routed."""
         self._check_current(request)
@@ -272,9 +284,8 @@ class LiveSimulation:
             return self._commit_independent(request, true, s)
         out = self.evaluate(request, route)
         self.sessions[request.id] = s
-        self._queue.append(request.id)
         self.current_request = None
-        self._try_admit(self.now_s)
+        self.admission.enqueue(self.now_s, request.id)
         return self._record(true, s, "pending", start_s=out.start_s if out.start_s is not None else math.nan,
                             first_s=out.first_token_s, end_s=out.completion_s)
 
@@ -303,20 +314,8 @@ class LiveSimulation:
         return all(used[j] + need <= cap[j] for j, need in zip(s.servers, s.need_bytes))
 
     def _try_admit(self, t: float) -> None:
-        """Admit queue heads (FIFO) that fit at ``t``; with back-off, at the head's next retry instant."""
-        q = self._queue
-        while q and not self._retry_pending:
-            s = self.sessions[q[0]]
-            if not self._fits(s):
-                return
-            if self.backoff:
-                r = first_retry_at_or_after_s(self._true[s.rid].arrival_s, t)
-                if r > t:
-                    self._retry_pending = True
-                    self._push(r, RETRY, s.rid, 0)
-                    return
-            q.popleft()
-            self._admit(t, s)
+        """Examine every server's admission-queue head at ``t`` (:class:`PerServerFifo`)."""
+        self.admission.examine_all(t)
 
     def _admit(self, t: float, s: Session) -> None:
         s.start_s = t
@@ -337,9 +336,13 @@ class LiveSimulation:
 
     def _step_arrives(self, t: float, sid: int, h: int) -> None:
         s = self.sessions[sid]
+        if self._inline:
+            if self._serial:
+                self._serial_chain(t, s, h)
+                return
+            if self._chain(t, s, h):
+                return
         j = s.servers[h]
-        if self._inline and self._chain(t, s, h):
-            return
         if self.server_model == "serial":
             cost = s.comp_prefill_s[h] if s.done_tokens == 0 else s.comp_decode_s[h]
             busy = self.busy_until_s[j]
@@ -443,6 +446,46 @@ class LiveSimulation:
         self._push(t, STEP, s.rid, h)
         return True
 
+    def _serial_chain(self, t: float, s: Session, h: int) -> None:
+        """:meth:`_chain` under ``serial`` (the same rules; a leaner loop: every step of a contended
+        session goes through here)."""
+        events, busy_until, servers = self._events, self.busy_until_s, s.servers
+        comp = s.comp_prefill_s if s.done_tokens == 0 else s.comp_decode_s
+        n = len(servers)
+        limit = events[0][0] if events else math.inf
+        t0, extended = t, False
+        while True:
+            j = servers[h]
+            busy = busy_until[j]
+            done = (t if t > busy else float(busy)) + comp[h]
+            busy_until[j] = done
+            if h + 1 < n:
+                h += 1
+                t = done + (s.comm_prefill_s[h] if s.done_tokens == 0 else s.comm_decode_s[h])
+            else:
+                s.done_tokens += 1
+                s.last_token_s = done
+                if s.done_tokens == 1:
+                    s.first_token_s = done
+                    s.state = DECODE
+                    comp = s.comp_decode_s
+                if s.done_tokens >= s.tokens:
+                    s.completion_s = done
+                    self._push(done, END, s.rid, 0)
+                    return
+                h = 0
+                t = done + s.client_token_s + s.comm_decode_s[0]
+            if not t < limit:
+                if extended or len(self.holders[servers[0]]) != 1:     # (cheap pre-check of "alone")
+                    break
+                extended = True
+                alone = self._alone_limit_s(s, t0)
+                if not t < alone:
+                    break
+                limit = alone
+            self._seq += 1          # the step's own push (keeps tie-break numbers increasing as before)
+        self._push(t, STEP, s.rid, h)
+
     def _alone_limit_s(self, s: Session, t0: float) -> float:
         """The alone-session limit of :meth:`_chain` for ``s`` while processing an event at ``t0``
         (``-inf`` when another session holds one of its servers)."""
@@ -528,7 +571,7 @@ class LiveSimulation:
         self.active_sessions -= 1
         self.records[sid] = self._record(self._true[sid], s, "completed", s.start_s, s.first_token_s, s.completion_s)
         self.completed_ids.append(sid)
-        self._try_admit(t)
+        self.admission.released(t, s.servers)
 
     def _record(self, r: Request, s: Session, status: str, start_s: float, first_s: float,
                 end_s: float) -> RequestRecord:

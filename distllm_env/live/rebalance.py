@@ -112,24 +112,37 @@ class SwarmDynamics:
             sim._dirty = True
 
     # -- rebalancing -----------------------------------------------------------------------------------
-    def tick(self, t: float) -> None:
-        """One balance check of every live server (seeded random order)."""
+    def tick(self, t: float, resume: bool = False) -> None:
+        """One balance check of every live server (seeded random order).  ``resume``: continue the
+        check stopped for an external decision (``ChurnSimulation.next_decision``) at the server
+        whose move was decided."""
         sim, spec = self.sim, self.churn.rebalance
-        if not self._running():
-            return
         rng = self.rebalance_rng
-        for j in rng.permutation(sim.instance.num_servers):
-            j = int(j)
-            if sim.state[j] != UP or sim._placed.counts[j] == 0:
-                continue
-            if sim._dirty:
-                sim._mask()
+        if not resume:
+            if not self._running():
+                return
+            self._order = [int(j) for j in rng.permutation(sim.instance.num_servers)]
+            self._pos, self._moving = 0, None
+        while self._pos < len(self._order):
+            j = self._order[self._pos]
+            if self._moving != j:
+                if sim.state[j] != UP or sim._placed.counts[j] == 0:
+                    self._pos += 1
+                    continue
+                if sim._dirty:
+                    sim._mask()
+                if not online_should_move(j, sim.view, spec.balance_quality, rng):
+                    self._pos += 1
+                    continue
+                self._moving = j
             view = sim.view
-            if not online_should_move(j, view, spec.balance_quality, rng):
-                continue
             count = sim._placed.counts[j]
             hook = getattr(sim.placer, "place_joining", None)
-            new = online_best_start(j, count, view) if hook is None else hook(j, count, view, sim.placer_rng)
+            if sim.external_placement:         # the env decides (may stop the engine here)
+                new = sim._external_start(t, j, count, "rebalance", (t, REBALANCE, 0, 1))
+            else:
+                new = online_best_start(j, count, view) if hook is None else hook(j, count, view, sim.placer_rng)
+            self._pos, self._moving = self._pos + 1, None
             L = sim._placed.num_blocks
             if isinstance(new, bool) or not isinstance(new, (int, np.integer)) or not 0 <= new <= L - count:
                 raise DistLLMError(f"{getattr(sim.placer, 'name', 'placement policy')}.place_joining returned "
@@ -185,8 +198,7 @@ class SwarmDynamics:
         g = names[int(self.arrival_rng.choice(len(names), p=w / w.sum()))]
         j = min(k for k in left if sim.instance.servers[k].gpu.name == g)
         self.arrived.append(j)
-        sim._server_event(t, j, "join")
-        sim._start_drawn(j)
+        sim._arrival_join(t, j)
         self._next_arrival(t)
 
     def summary(self) -> dict:

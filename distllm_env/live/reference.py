@@ -7,8 +7,10 @@ a heap, PETALS retry instants walked one by one (:func:`~distllm_env.backoff.bac
 and the batch's distinct blocks counted with a set.  It is slow (O(n) per event) on purpose.
 
 Semantics (docs/simulator.md "The live engine"): memory for prompt + declared output × m_ij per hop,
-taken at admission, released at the true completion; FIFO admission (back-off: at the head's next
-retry instant); a token's step on hop h reaches the server after the hop's communication cost and
+taken at admission, released at the true completion; per-server FCFS admission — a waiting
+session is admitted when it fits and no EARLIER waiting session needs one of its servers (found by
+a full scan of the waiting list in commit order at every event; back-off: at the session's next
+retry instant, during which it keeps blocking its servers); a token's step on hop h reaches the server after the hop's communication cost and
 takes m·τ^I (first token) or m·τ (decode) under ``serial``; under ``batched`` the steps waiting at an
 iteration boundary run together for overhead + max(τ_j·|blocks touched|, compute).
 """
@@ -68,8 +70,8 @@ def reference_run(sessions: list[RefSession], capacity_bytes, server_model: str,
 
     n_srv = len(capacity_bytes)
     held = [0] * n_srv
-    queue: list[RefSession] = []
-    retry_scheduled = [False]
+    queue: list[RefSession] = []            # waiting sessions, commit order
+    retry_at: dict = {}                       # session id → its scheduled retry instant
     server_queue: list[list[RefStep]] = [[] for _ in range(n_srv)]
     in_service: list[list[RefStep]] = [[] for _ in range(n_srv)]
     boundary_pending = [False] * n_srv
@@ -89,17 +91,21 @@ def reference_run(sessions: list[RefSession], capacity_bytes, server_model: str,
         add(t + s.lead_s + s.comm_prefill[0], "arrive", RefStep(s.rid, 0, 0))
 
     def try_admit(t):
-        while queue and not retry_scheduled[0]:
-            s = queue[0]
-            if not fits(s):
-                return
+        claimed = set()                       # servers needed by an earlier session still waiting
+        for s in list(queue):
+            mine = set(s.servers)
+            if mine & claimed or not fits(s):
+                claimed |= mine
+                continue
             if backoff:
                 r = next(s.arrival_s + x for x in retry_instants() if not s.arrival_s + x < t)
                 if r > t:
-                    retry_scheduled[0] = True
-                    add(r, "retry", None)
-                    return
-            queue.pop(0)
+                    if retry_at.get(s.rid) != r:
+                        retry_at[s.rid] = r
+                        add(r, "retry", s.rid)
+                    claimed |= mine
+                    continue
+            queue.remove(s)
             admit(t, s)
 
     def step_cost(step):
@@ -147,7 +153,8 @@ def reference_run(sessions: list[RefSession], capacity_bytes, server_model: str,
             queue.append(by_id[payload])
             try_admit(t)
         elif kind == "retry":
-            retry_scheduled[0] = False
+            if retry_at.get(payload) == t:
+                del retry_at[payload]
             try_admit(t)
         elif kind == "release":
             s = by_id[payload]

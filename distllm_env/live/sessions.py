@@ -121,8 +121,12 @@ def closed_form(inst, s: Session, request) -> tuple[float, float]:
 
 class LiveBook:
     """The :class:`~distllm_env.reservations.ReservationBook` read side under the live engine:
-    bytes held now (exact) and predicted releases (:meth:`Session.predicted_end_s`).  Sessions in
-    the admission queue are not counted in the prediction (documented in docs/contracts.md §8)."""
+    bytes held now (exact) and predicted releases (:meth:`Session.predicted_end_s`), less the declared
+    bytes of the sessions already waiting in server j's admission queue (``q_j``,
+    :class:`~distllm_env.live.admission.PerServerFifo`): a new session queues behind them, so the
+    predicted free bytes of j are max(free_j(t) − q_j, 0) before the last predicted release of the
+    sessions holding j, and the full free_j after it (when j is predicted empty its queue is assumed
+    drained).  docs/contracts.md §8."""
 
     mode = "live"
 
@@ -143,7 +147,8 @@ class LiveBook:
     def _profile(self, server: int, now: float) -> tuple[list[float], list[int]]:
         """Cached :meth:`free_profile` as plain lists (times_s, free_bytes)."""
         eng = self._engine
-        key = (now, eng._seq, len(eng._events))
+        adm = eng.admission
+        key = (now, eng._seq, len(eng._events), adm.version)
         hit = self._profiles.get(server)
         if hit is not None and hit[0] == key:
             return hit[1], hit[2]
@@ -157,6 +162,9 @@ class LiveBook:
             acc += b
             times.append(float(e))
             free.append(acc)
+        q = adm.queued_bytes[server]
+        if q:                    # queued sessions come first (per-server FIFO), until j is predicted empty
+            free[:-1] = [f - q if f > q else 0 for f in free[:-1]]
         self._profiles[server] = (key, times, free)
         return times, free
 
@@ -166,7 +174,8 @@ class LiveBook:
         return int(free[max(k, 0)])
 
     def stays_free_bytes(self, server: int, now: float) -> int:
-        return int(self.capacity[server] - self._engine.used_bytes[server])
+        eng = self._engine
+        return max(int(self.capacity[server] - eng.used_bytes[server] - eng.admission.queued_bytes[server]), 0)
 
     def free_profile(self, server: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         """``(times_s, free_bytes)`` from the predicted completions of the sessions holding memory on
@@ -180,7 +189,8 @@ class LiveBook:
     def _wait_one_s(self, server: int, now: float, need: int) -> float:
         """:meth:`wait_s` for one scalar ``need`` (same value as :func:`wait_for`: 0 when the bytes
         are free now, ``inf`` when they never are)."""
-        if need <= self.capacity[server] - self._engine.used_bytes[server]:
+        eng = self._engine
+        if need <= self.capacity[server] - eng.used_bytes[server] - eng.admission.queued_bytes[server]:
             return 0.0
         times, free = self._profile(server, now)
         k = bisect_left(free, need)

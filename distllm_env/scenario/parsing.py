@@ -69,18 +69,25 @@ class Scenario:
 
     @property
     def max_prompt_tokens(self) -> int:
-        """Longest admitted prompt (tokens) a planner sizes KV for (see :meth:`_planning_maxima`)."""
-        return self._planning_maxima()[0]
+        """Longest admitted prompt (tokens) a planner plans prefill for (see :meth:`planning_lengths`)."""
+        return self.planning_lengths().max_prompt_tokens
 
     @property
     def max_output_tokens(self) -> int:
-        """Longest admitted output (tokens; truncated, or declared when lengths are unknown)."""
-        return self._planning_maxima()[1]
+        """l_max: longest admitted output (tokens; truncated), or with unknown lengths the longest
+        declared one, ``max_length −`` the shortest admitted prompt (see :meth:`planning_lengths`)."""
+        return self.planning_lengths().max_output_tokens
 
-    def _planning_maxima(self) -> tuple[int, int]:
-        """Only admitted requests count (docs/scenarios.md, "Over-length requests"):
-        :func:`distllm_env.lengths.planning_maxima` over the trace window or length distributions."""
-        from ..lengths import planning_maxima
+    @property
+    def max_session_tokens(self) -> int:
+        """Longest prompt + output one session reserves K/V for (tokens, ≤ the model's maximum
+        sequence; ``max_length`` with unknown lengths): what s_c is sized by (docs/contracts.md §3)."""
+        return self.planning_lengths().max_session_tokens
+
+    def planning_lengths(self):
+        """:class:`distllm_env.lengths.PlanningLengths` of this scenario; only admitted requests count
+        (docs/scenarios.md, "Over-length requests"; docs/contracts.md §3, "Planning lengths")."""
+        from ..lengths import planning_lengths
         from ..traces import load_trace, trace_window
 
         wl = self.workload
@@ -90,8 +97,13 @@ class Scenario:
             if tr.prompt_tokens is not None:
                 a, b = trace_window(tr, wl.trace_offset_requests, wl.trace_offset_s, wl.num_requests)
                 prompt, output = tr.prompt_tokens[a:b], tr.output_tokens[a:b]
-        return planning_maxima(prompt, output, self.model.max_sequence_tokens, wl.over_length,
-                               wl.output_tokens_known, wl.max_length)
+        return planning_lengths(prompt, output, self.model.max_sequence_tokens, wl.over_length,
+                                wl.output_tokens_known, wl.max_length)
+
+    def _planning_maxima(self) -> tuple[int, int]:
+        """Deprecated alias: (``max_prompt_tokens``, ``max_output_tokens``)."""
+        pl = self.planning_lengths()
+        return pl.max_prompt_tokens, pl.max_output_tokens
 
     def with_overrides(self, overrides: Sequence[str]) -> "Scenario":
         """A new scenario with ``--set PATH=VALUE`` overrides applied on top of this one's.
