@@ -70,6 +70,8 @@ MAX_MEMORY_GB = 1e6
 MAX_BLOCKS_PER_GPU = MAX_NUM_BLOCKS
 #: Largest duration of any delay or overhead (``allocation_delay_s``, ``*_ms`` fields), in seconds.
 MAX_DURATION_S = 1e7
+#: Largest integer policy option (``policy_defaults.options.<name>.<option>``, e.g. CG-BP's ``sessions``).
+MAX_OPTION_INT = 10**9
 #: Largest ``split.budget_steps``.
 MAX_BUDGET_STEPS = 1_000_000
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import PlacementError
+from .errors import DistLLMError, PlacementError
 from .perf import leftover_kv_capacity_bytes
 
 
@@ -170,4 +170,25 @@ def check_memory(placement: Placement, memory_bytes: Sequence[int], block_bytes:
                 f"{memory_bytes[j] / 1e9:.2f} GB")
 
 
-__all__ = ["CachePolicy", "Placement", "PlacementResult", "check_memory"]
+
+
+def run_kv_capacity_bytes(instance, placement_result: "PlacementResult") -> np.ndarray:
+    """Check that a placement can run on an instance and return each server's KV capacity for the run
+    (bytes, shape ``(num_servers,)``, int64): the cache policy's capacity after the hosted blocks'
+    weights (docs/model.md §2.3).  Shared by both engines.
+
+    Raises:
+        DistLLMError: the placement has another number of servers or blocks than the instance.
+        PlacementError: a block is hosted by no server, or a server's blocks do not fit its memory."""
+    placement = placement_result.placement
+    if placement.num_servers != instance.num_servers:
+        raise DistLLMError(f"placement has {placement.num_servers} servers, the instance {instance.num_servers}")
+    if placement.num_blocks != instance.num_blocks:
+        raise DistLLMError(f"placement is for {placement.num_blocks} blocks, the model has {instance.num_blocks}")
+    placement.check_covered()
+    check_memory(placement, instance.memory_bytes, instance.block_bytes, instance.max_blocks)
+    return np.asarray(placement_result.cache_policy.kv_capacity_bytes(
+        instance.memory_bytes, instance.block_bytes, placement.count_array,
+        instance.kv_bytes_per_token_per_block), dtype=np.int64)
+
+__all__ = ["CachePolicy", "Placement", "PlacementResult", "check_memory", "run_kv_capacity_bytes"]

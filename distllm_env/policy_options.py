@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import ScenarioError
+from .limits import MAX_OPTION_INT
 
 #: longest echo of a bad value in a message (characters)
 MAX_ECHO_CHARS = 80
@@ -46,10 +47,11 @@ def check_number(policy: str, option: str, value: Any, *, minimum: float | None 
     return float(value)
 
 
-def check_int(policy: str, option: str, value: Any, minimum: int) -> int:
-    """An integer ≥ ``minimum`` (bools refused); raises :class:`ScenarioError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise option_error(policy, option, f"an integer ≥ {minimum}", value)
+def check_int(policy: str, option: str, value: Any, minimum: int, maximum: int = MAX_OPTION_INT) -> int:
+    """An integer in ``minimum``..``maximum`` (bools refused; the default maximum is
+    ``limits.MAX_OPTION_INT``); raises :class:`ScenarioError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not minimum <= value <= maximum:
+        raise option_error(policy, option, f"an integer ≥ {minimum} and ≤ {maximum}", value)
     return int(value)
 
 

@@ -398,3 +398,13 @@ def test_validate_refuses_options_simulate_would_refuse(capsys):
     assert main(["simulate", "--scenario", "paper-gtsce", "--placement", "milp", "--routing", "shortest", *bad]) == 2
     # a value only one of two same-named classes accepts is fine (petals: placement and router)
     assert main(["scenarios", "validate", "paper-gtsce", "--set", "policy_defaults.options.petals.rebalance=true"]) == 0
+
+
+def test_integer_options_have_a_maximum(capsys):
+    """Found by benchmarks/fuzz.py: CG-BP's `sessions: 18446744073709551616` raised OverflowError deep in
+    the block-count rule; every integer option is now bounded by limits.MAX_OPTION_INT."""
+    from distllm_env.cli import main
+
+    assert main(["simulate", "--scenario", "tiny", "--set", "policy_defaults.options.cg-bp.sessions=18446744073709551616"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "policy_defaults.options.cg-bp.sessions" in err[0] and "1000000000" in err[0]

@@ -38,7 +38,7 @@ from ..chains import Route, check_route
 from ..errors import DistLLMError, RouteError
 from ..instance import Instance
 from ..reservations import make_book, start_with_backoff
-from ..placement import PlacementResult, check_memory
+from ..placement import PlacementResult, run_kv_capacity_bytes
 from ..records import (REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome, RequestRecord,
                          check_record)
 from ..view import ClusterView
@@ -76,17 +76,7 @@ class LiveSimulation:
         self.placement_result = placement_result
         self.placement = placement_result.placement
         self.cache_policy = placement_result.cache_policy
-        if self.placement.num_servers != instance.num_servers:
-            raise DistLLMError(f"placement has {self.placement.num_servers} servers, the instance "
-                               f"{instance.num_servers}")
-        if self.placement.num_blocks != instance.num_blocks:
-            raise DistLLMError(f"placement is for {self.placement.num_blocks} blocks, the model has "
-                               f"{instance.num_blocks}")
-        self.placement.check_covered()
-        check_memory(self.placement, instance.memory_bytes, instance.block_bytes, instance.max_blocks)
-        self.capacity_bytes = np.asarray(self.cache_policy.kv_capacity_bytes(
-            instance.memory_bytes, instance.block_bytes, self.placement.count_array,
-            instance.kv_bytes_per_token_per_block), dtype=np.int64)
+        self.capacity_bytes = run_kv_capacity_bytes(instance, placement_result)
         self.reservation = reservation     # the analytic engine's accounting; used by ``independent`` only
         self.backoff = backoff
         self.allocation_delay_s = float(allocation_delay_s)

@@ -15,14 +15,14 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .. import validation as v
-from ..catalog import Catalog, ModelSpec
+from ..catalog import Catalog
 from ..catalog_parse import memory_bytes, resolve_path
 from ..errors import ScenarioError
 from ..limits import MAX_CLIENTS, MAX_DURATION_S, MAX_SERVERS, MAX_TOPOLOGY_NODES
 from ..topology import REPETITA_TOPOLOGIES, known_cities, known_regions, unknown_city_message
 from .specs import (POLICY_FAMILIES, RESERVATION_MODES, ClientSampler, ClientSpec, ClusteredTopologySpec,
                     GeoTopologySpec, NetworkSpec, PolicyDefaults, RepetitaTopologySpec, ServerSampler, ServerSpec,
-                    SimulatorSpec, TopologySpec, WorkloadSpec)
+                    SimulatorSpec, TopologySpec)
 from .workload_section import parse_workload  # the workload section's parser (kept importable from here)
 
 _MAX_MS = MAX_DURATION_S * 1e3
