@@ -32,6 +32,7 @@ import numpy as np
 
 from distllm_env.chains import HopCost, Route
 from distllm_env.errors import NoFeasibleChain
+from distllm_env.perf import batched_iteration_time_s, decode_flops_time_s, hop_compute_s
 from distllm_env.policy_options import check_number
 from distllm_env.view import ClusterView
 from distllm_env.workload import Request
@@ -72,7 +73,7 @@ class WSRRLoadRouter(WSRRRouter):
             if self._model == "batched":
                 inst = view.instance
                 peak = np.array([float(s.gpu.dense_bf16_flops) for s in inst.servers])
-                self._flop_s_per_block = float(inst.model.flops_per_token_per_block) / peak
+                self._flop_s_per_block = decode_flops_time_s(1.0, float(inst.model.flops_per_token_per_block), peak)
         return self._model
 
     def contention_s(self, request: Request, view: ClusterView, dag) -> np.ndarray:
@@ -89,11 +90,13 @@ class WSRRLoadRouter(WSRRRouter):
         tau = view.tau_decode_s[dst]
         n = active[dst]
         steps = float(request.output_tokens)          # prefill + (l − 1) decode steps
+        own = hop_compute_s(tau, m)                   # the request's own step, m·τ_j
         if model == "serial":
-            per_step = n * m * tau
+            per_step = n * own
         else:                                         # batched: roofline of a batch of n + 1
-            batch = np.maximum(tau * self._span[dst], (n + 1.0) * m * self._flop_s_per_block[dst])
-            per_step = np.where(n > 0, np.maximum(batch - m * tau, 0.0), 0.0)
+            batch = batched_iteration_time_s(hop_compute_s(tau, self._span[dst]),
+                                             (n + 1.0) * m * self._flop_s_per_block[dst])
+            per_step = np.where(n > 0, np.maximum(batch - own, 0.0), 0.0)
         return self.weight * (steps * per_step + queued[dst])
 
     def route(self, request: Request, view: ClusterView, rng: np.random.Generator) -> Route:

@@ -30,14 +30,26 @@ def prefill_comm_s(rtt_s, prefill_overhead_slope_s, prefill_overhead_intercept_s
     return rtt_s + prefill_overhead_slope_s * prompt_tokens + prefill_overhead_intercept_s
 
 
+def hop_compute_s(tau_per_block_s, blocks):
+    """Compute time of one hop's step at batch 1: m_ij · τ_j (decode) or m_ij · τ^I_j(l_in) (prefill)
+    (docs/model.md §4.2).  The live engine keeps it apart from the hop's communication time."""
+    return tau_per_block_s * blocks
+
+
+def decode_flops_time_s(blocks, flops_per_token_per_block, peak_flops):
+    """Compute-bound time of one decode token over ``blocks`` blocks: m · F_tok / F_peak (the compute
+    side of the ``batched`` roofline, docs/model.md §11)."""
+    return blocks * flops_per_token_per_block / peak_flops
+
+
 def decode_hop_cost_s(token_cost, tau_decode_s, blocks):
     """Per-token decode cost of one hop: t^c_ij = t_cj + τ_j · m_ij (docs/model.md §4.3)."""
-    return token_cost + tau_decode_s * blocks
+    return token_cost + hop_compute_s(tau_decode_s, blocks)
 
 
 def prefill_hop_cost_s(prefill_comm, tau_prefill_s, blocks):
     """Prefill cost of one hop: t^I_cj(l_in) + m_ij · τ^I_j(l_in) (docs/model.md §4.3)."""
-    return prefill_comm + tau_prefill_s * blocks
+    return prefill_comm + hop_compute_s(tau_prefill_s, blocks)
 
 
 def first_token_time_s(prefill_hop_costs_s) -> float:
@@ -119,7 +131,7 @@ def petals_throughput_rps(forward_rps, network_rps, count):
 
 
 __all__ = [
-    "batched_iteration_time_s", "cache_slots", "conservative_block_count", "decode_hop_cost_s", "first_token_time_s", "leftover_kv_capacity_bytes",
+    "batched_iteration_time_s", "cache_slots", "decode_flops_time_s", "hop_compute_s", "conservative_block_count", "decode_hop_cost_s", "first_token_time_s", "leftover_kv_capacity_bytes",
     "petals_throughput_rps", "prefill_comm_s", "prefill_hop_cost_s", "service_time_s",
     "static_request_cost_s", "static_request_cost_terms_s", "token_cost_s", "weights_bytes",
 ]

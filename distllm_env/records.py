@@ -58,6 +58,18 @@ class RequestRecord:
         return self.status == "completed"
 
 
+def rejected_record(request, reason: str, route: Route | None = None) -> RequestRecord:
+    """The record of ``request`` (its TRUE lengths) rejected for ``reason``: times NaN, ``hops`` the
+    length of ``route`` if one was tried (docs/contracts.md §6).  Shared by both engines."""
+    nan = math.nan
+    return RequestRecord(
+        request_id=request.id, client=request.client, arrival_s=request.arrival_s, start_s=nan,
+        first_token_s=nan, completion_s=nan, wait_s=nan, prompt_tokens=request.prompt_tokens,
+        output_tokens=request.output_tokens, hops=len(route) if route is not None else 0, route=route,
+        status="rejected", reason=reason, client_blocks=request.client_blocks,
+        declared_tokens=int(request.declared_output_tokens), truncated=bool(request.truncated))
+
+
 @dataclass(frozen=True)
 class ClientPart:
     """A split decision for one request (split inference, arXiv 2410.10759): the client runs the

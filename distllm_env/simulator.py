@@ -43,7 +43,7 @@ from .errors import DistLLMError, RouteError
 from .instance import Instance
 from .placement import PlacementResult, run_kv_capacity_bytes
 from .records import (REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome,  # noqa: F401
-                      RequestRecord, check_record)
+                      RequestRecord, check_record, rejected_record)
 from .perf import decode_hop_cost_s, prefill_comm_s, prefill_hop_cost_s, service_time_s
 from .reservations import make_book, start_with_backoff
 from .view import ClusterView
@@ -247,14 +247,7 @@ class Simulation:
         """Record ``request`` as rejected for ``reason`` (times NaN).  Raises :class:`DistLLMError` if
         ``request`` is not the request being routed."""
         self._check_current(request)
-        nan = math.nan
-        rec = RequestRecord(
-            request_id=request.id, client=request.client, arrival_s=request.arrival_s, start_s=nan,
-            first_token_s=nan, completion_s=nan, wait_s=nan, prompt_tokens=request.prompt_tokens,
-            output_tokens=request.output_tokens, hops=len(route) if route is not None else 0, route=route,
-            status="rejected", reason=reason, client_blocks=request.client_blocks,
-            declared_tokens=int(request.declared_output_tokens), truncated=bool(request.truncated),
-        )
+        rec = rejected_record(request, reason, route)
         self.records[request.id] = rec
         self.current_request = None
         return rec

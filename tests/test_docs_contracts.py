@@ -17,7 +17,7 @@ from distllm_env.outputs import REQUEST_COLUMNS
 from distllm_env.registry import FAMILIES, PLACEMENT_POLICIES, PRESETS, ROUTING_POLICIES
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTRACTS = (ROOT / "docs" / "contracts.md").read_text()
+CONTRACTS_DOC = (ROOT / "docs" / "contracts.md").read_text()
 MODEL = (ROOT / "docs" / "model.md").read_text()
 ARCH = (ROOT / "docs" / "architecture.md").read_text()
 
@@ -30,7 +30,7 @@ def section(text: str, number: int) -> str:
 
 
 def test_contracts_keeps_the_nine_numbered_sections():
-    titles = re.findall(r"^## §(\d+) (.+)$", CONTRACTS, flags=re.M)
+    titles = re.findall(r"^## §(\d+) (.+)$", CONTRACTS_DOC, flags=re.M)
     assert [int(n) for n, _ in titles] == list(range(1, 10))
     words = ["units", "calibration", "scenario", "preset", "policy names", "outputs", "protocols",
              "reservation", "environments"]
@@ -39,14 +39,14 @@ def test_contracts_keeps_the_nine_numbered_sections():
 
 
 def test_every_request_column_is_documented():
-    body = section(CONTRACTS, 6)
+    body = section(CONTRACTS_DOC, 6)
     for col in REQUEST_COLUMNS:
         assert f"`{col}`" in body, col
 
 
 def test_every_summary_key_is_documented():
     res = simulate("tiny", placement="even", routing="shortest", seed=0)
-    body = section(CONTRACTS, 6)
+    body = section(CONTRACTS_DOC, 6)
     missing = [k for k in res.summary if f"`{k}`" not in body]
     assert not missing, f"summary keys not in docs/contracts.md §6: {missing}"
     missing_meta = [k for k in res.meta if f"`{k}`" not in body]
@@ -54,7 +54,7 @@ def test_every_summary_key_is_documented():
 
 
 def test_every_registered_name_and_preset_is_documented():
-    body = section(CONTRACTS, 5)
+    body = section(CONTRACTS_DOC, 5)
     for name in [*PLACEMENT_POLICIES, *ROUTING_POLICIES, *PRESETS]:
         assert f"`{name}`" in body, name
     for preset, (placement, routing) in PRESETS.items():
@@ -62,7 +62,7 @@ def test_every_registered_name_and_preset_is_documented():
 
 
 def test_families_match_the_registry():
-    body = section(CONTRACTS, 4)
+    body = section(CONTRACTS_DOC, 4)
     for preset, family in FAMILIES.items():
         assert f"`{preset}`" in body and f"`{family}`" in body
 
@@ -72,11 +72,11 @@ def test_env_padding_defaults_match_the_code(key, default):
     from distllm_env.envs.routing import ROUTING_CONFIG
 
     assert ROUTING_CONFIG[key][0] == default
-    assert f"`{key}` {default}" in section(CONTRACTS, 9)
+    assert f"`{key}` {default}" in section(CONTRACTS_DOC, 9)
 
 
 def test_paper_presets_use_the_documented_semantics():
-    body = section(CONTRACTS, 4)
+    body = section(CONTRACTS_DOC, 4)
     for name in ("paper-clustered", "paper-abovenet", "paper-bellcanada", "paper-gtsce"):
         sc = load_scenario(name)
         assert sc.simulator.reservation == "published" and sc.simulator.backoff

@@ -17,7 +17,7 @@ from distllm_env.instance import build_instance, round_half_up
 from distllm_env.placement import CachePolicy, Placement, PlacementResult
 from distllm_env.reproduce import table3
 from distllm_env.scenario import load_scenario, parse_scenario
-from distllm_env.scenario.fidelity import AUTHORS_CODE, CONTRACTS, FidelitySpec
+from distllm_env.scenario.fidelity import AUTHORS_CODE, DEFAULT_FIDELITY, FidelitySpec
 from distllm_env.simulator import Simulation
 from distllm_env.workload import Request
 
@@ -29,8 +29,8 @@ TINY_250MB = [f"servers.{j}.memory_gb=0.25" for j in range(4)]
 # -- the scenario field -----------------------------------------------------------------------------------
 
 def test_fidelity_field_modes_and_per_reading_mapping():
-    assert load_scenario("tiny").fidelity == CONTRACTS
-    assert load_scenario("tiny", ["fidelity=contracts"]).fidelity == CONTRACTS
+    assert load_scenario("tiny").fidelity == DEFAULT_FIDELITY
+    assert load_scenario("tiny", ["fidelity=contracts"]).fidelity == DEFAULT_FIDELITY
     sc = load_scenario("tiny", ["fidelity=authors-code"])
     assert sc.fidelity == AUTHORS_CODE
     assert (sc.fidelity.petals_penalty, sc.fidelity.t1_allocation_delay, sc.fidelity.client_node,

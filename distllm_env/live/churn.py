@@ -43,9 +43,9 @@ import numpy as np
 from ..backoff import backoff_instant_s
 from ..chains import Hop, HopCost, Route, check_route
 from ..errors import DistLLMError, NoFeasibleChain, ScenarioError
-from ..perf import prefill_comm_s
+from ..perf import prefill_comm_s, prefill_hop_cost_s
 from ..placement import Placement
-from ..records import REJECT_FAILOVER_TIMEOUT, REJECT_NO_CHAIN, RequestRecord
+from ..records import REJECT_FAILOVER_TIMEOUT, REJECT_NO_CHAIN, RequestRecord, rejected_record
 from ..rng import generators, seed_streams
 from ..scenario.churn_section import ChurnSpec, draw_period_s
 from ..view import ClusterView
@@ -522,7 +522,7 @@ class ChurnSimulation(LiveSimulation):
                 if m:
                     comm = float(prefill_comm_s(inst.rtt_s[true.client, j], inst.prefill_overhead_slope_s,
                                                 inst.prefill_overhead_intercept_s, length))
-                    re += comm + float(inst.tau_prefill_s(length, np.array([j]))[0]) * m
+                    re += float(prefill_hop_cost_s(comm, float(inst.tau_prefill_s(length, np.array([j]))[0]), m))
             t_r = t + inst.initial_delay_s + re
             s.state = DECODE
             self._push(t_r + s.client_token_s + s.comm_decode_s[0], STEP, sid, 0)
@@ -561,12 +561,7 @@ class ChurnSimulation(LiveSimulation):
                 self._open_tries[request.id] = nxt[0]
                 super()._push(nxt[1], ARRIVAL, request.id, nxt[0])
                 self.current_request = None
-                nan = math.nan
-                return RequestRecord(
-                    request_id=request.id, client=request.client, arrival_s=request.arrival_s, start_s=nan,
-                    first_token_s=nan, completion_s=nan, wait_s=nan, prompt_tokens=request.prompt_tokens,
-                    output_tokens=request.output_tokens, hops=0, route=None, status="pending", reason="",
-                    client_blocks=request.client_blocks, declared_tokens=int(request.declared_output_tokens))
+                return replace(rejected_record(request, ""), status="pending")
         rec = super().reject(request, reason, route)
         self._ended += 1
         return rec

@@ -40,10 +40,10 @@ from ..instance import Instance
 from ..reservations import make_book, start_with_backoff
 from ..placement import PlacementResult, run_kv_capacity_bytes
 from ..records import (REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome, RequestRecord,
-                         check_record)
+                         check_record, rejected_record)
 from ..view import ClusterView
 from ..workload import Request
-from ..perf import prefill_comm_s
+from ..perf import hop_compute_s, prefill_comm_s
 from .admission import ADMISSION_RULE, PerServerFifo
 from .server_models import SERVER_MODELS, batch_time_s
 from .sessions import DECODE, DONE, PREFILL, LiveBook, Session, build_session, closed_form
@@ -239,8 +239,8 @@ class LiveSimulation:
         _, comm_p, tau_p, comm_d, tau_d, per_block, client_prefill_s, client_token_s = rows
         hops = tuple((h.server, h.blocks * per_block) for h in route.hops)
         servers = [h.server for h in route.hops]
-        comp_p = [tau_p[j] * h.blocks for j, h in zip(servers, route.hops)]
-        comp_d = [tau_d[j] * h.blocks for j, h in zip(servers, route.hops)]
+        comp_p = [hop_compute_s(tau_p[j], h.blocks) for j, h in zip(servers, route.hops)]
+        comp_d = [hop_compute_s(tau_d[j], h.blocks) for j, h in zip(servers, route.hops)]
         first_s = float(sum([comm_p[j] for j in servers]) + sum(comp_p)) + client_prefill_s
         token_s = float(sum([comm_d[j] for j in servers]) + sum(comp_d)) + client_token_s
         return hops, first_s, token_s
@@ -575,12 +575,8 @@ class LiveSimulation:
     def reject(self, request: Request, reason: str, route: Route | None = None) -> RequestRecord:
         """Record ``request`` rejected for ``reason`` (times NaN)."""
         self._check_current(request)
-        r, nan = self._true[request.id], math.nan
-        rec = RequestRecord(
-            request_id=r.id, client=r.client, arrival_s=r.arrival_s, start_s=nan, first_token_s=nan,
-            completion_s=nan, wait_s=nan, prompt_tokens=r.prompt_tokens, output_tokens=r.output_tokens,
-            hops=len(route) if route is not None else 0, route=route, status="rejected", reason=reason,
-            client_blocks=r.client_blocks, declared_tokens=int(r.declared_output_tokens), truncated=bool(r.truncated))
+        r = self._true[request.id]
+        rec = rejected_record(r, reason, route)
         self.records[r.id] = rec
         self.current_request = None
         return rec

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from ..perf import batched_iteration_time_s
+from ..perf import batched_iteration_time_s, decode_flops_time_s, hop_compute_s
 
 SERVER_MODELS = ("independent", "serial", "batched")
 
@@ -50,8 +50,8 @@ def batch_time_s(steps, sessions, tau_decode_s: float, flops_per_token_per_block
         if s.done_tokens == 0:
             compute += s.comp_prefill_s[h]
         else:
-            compute += s.blocks[h] * flops_per_token_per_block / peak_flops
-    weight_read = tau_decode_s * union_blocks(spans)
+            compute += decode_flops_time_s(s.blocks[h], flops_per_token_per_block, peak_flops)
+    weight_read = hop_compute_s(tau_decode_s, union_blocks(spans))
     return float(batched_iteration_time_s(weight_read, compute, overhead_s))
 
 

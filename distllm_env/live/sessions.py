@@ -15,7 +15,7 @@ from bisect import bisect_left, bisect_right
 
 import numpy as np
 
-from ..perf import decode_hop_cost_s, prefill_comm_s, prefill_hop_cost_s, service_time_s
+from ..perf import decode_hop_cost_s, hop_compute_s, prefill_comm_s, prefill_hop_cost_s, service_time_s
 from ..reservations import wait_for
 
 WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
@@ -92,9 +92,9 @@ def build_session(inst, request, route, part, lead_s: float) -> Session:
     blocks = np.fromiter((h.blocks for h in route.hops), dtype=np.int64, count=len(route.hops))
     comm_p = prefill_comm_s(inst.rtt_s[c, servers], inst.prefill_overhead_slope_s,
                             inst.prefill_overhead_intercept_s, request.prompt_tokens)
-    comp_p = inst.tau_prefill_s(request.prompt_tokens, servers) * blocks
+    comp_p = hop_compute_s(inst.tau_prefill_s(request.prompt_tokens, servers), blocks)
     comm_d = inst.token_cost_s[c, servers]
-    comp_d = inst.tau_decode_s[servers] * blocks
+    comp_d = hop_compute_s(inst.tau_decode_s[servers], blocks)
     per_block = inst.model.kv_bytes_per_block(request.prompt_tokens, request.declared_output_tokens)
     return Session(request.id, route, per_block, comm_p.tolist(), comm_d.tolist(), comp_p.tolist(),
                    comp_d.tolist(), part.prefill_s if part else 0.0, part.per_token_s if part else 0.0,

@@ -54,10 +54,10 @@ class FidelitySpec:
     path_ties: str = "lowest-index"
 
 
-CONTRACTS = FidelitySpec()
+DEFAULT_FIDELITY = FidelitySpec()
 AUTHORS_CODE = FidelitySpec(mode="authors-code", petals_penalty="session-count", t1_allocation_delay=False,
                             client_node="off-servers", path_ties="first-finalised")
-_BY_MODE = {"contracts": CONTRACTS, "authors-code": AUTHORS_CODE}
+_BY_MODE = {"contracts": DEFAULT_FIDELITY, "authors-code": AUTHORS_CODE}
 
 
 def parse_fidelity(value: Any, path: str = "fidelity") -> FidelitySpec:
@@ -67,7 +67,7 @@ def parse_fidelity(value: Any, path: str = "fidelity") -> FidelitySpec:
     Raises:
         ScenarioError: an unknown mode, key or value (naming ``fidelity.<key>``)."""
     if value is None:
-        return CONTRACTS
+        return DEFAULT_FIDELITY
     if isinstance(value, str):
         if value not in _BY_MODE:
             raise ScenarioError(path, f"expected one of {list(FIDELITY_MODES)} or a mapping, got {v.short(value)}")
@@ -86,8 +86,8 @@ def parse_fidelity(value: Any, path: str = "fidelity") -> FidelitySpec:
 
 def scenario_fidelity(scenario: Any) -> FidelitySpec:
     """The scenario's :class:`FidelitySpec` (contracts for an object without one)."""
-    return getattr(scenario, "fidelity", None) or CONTRACTS
+    return getattr(scenario, "fidelity", None) or DEFAULT_FIDELITY
 
 
-__all__ = ["AUTHORS_CODE", "CLIENT_NODE_RULES", "CONTRACTS", "FIDELITY_MODES", "FidelitySpec", "PATH_TIE_RULES",
+__all__ = ["AUTHORS_CODE", "CLIENT_NODE_RULES", "DEFAULT_FIDELITY", "FIDELITY_MODES", "FidelitySpec", "PATH_TIE_RULES",
            "PETALS_PENALTIES", "parse_fidelity", "scenario_fidelity"]

@@ -23,7 +23,7 @@ from ..catalog_parse import parse_catalog
 from ..split.section import parse_split
 from ..yaml_safe import dump_yaml
 from .churn_section import ChurnSpec, parse_churn
-from .fidelity import CONTRACTS, FidelitySpec, parse_fidelity
+from .fidelity import DEFAULT_FIDELITY, FidelitySpec, parse_fidelity
 from .overrides import apply_overrides
 from .sections import (parse_clients, parse_network, parse_policy_defaults, parse_servers, parse_simulator,
                        parse_topology, parse_workload)
@@ -52,7 +52,7 @@ class Scenario:
     overrides: tuple[str, ...] = ()
     split: SplitSpec | None = None
     #: the ``fidelity:`` readings (docs/fidelity.md "Fidelity modes"; default ``contracts``)
-    fidelity: FidelitySpec = CONTRACTS
+    fidelity: FidelitySpec = DEFAULT_FIDELITY
     #: the ``churn:`` section (docs/scenarios.md "Churn"); ``None``: servers never leave
     churn: ChurnSpec | None = None
 
