@@ -122,6 +122,12 @@ class ClusterView:
         return float(self._sim.queued_work_s(server))
 
     # -- chains --------------------------------------------------------------------------------------
+    def set_placement(self, placement: "Placement") -> None:
+        """The placement in force changed (churn: servers down, back, or on new spans): routers see
+        it from now on, and chain DAGs built on the old one are dropped."""
+        self.placement = placement
+        self._dags = {}
+
     def feasible_dag(self, client: int = 0, client_blocks: int = 0) -> ChainDAG:
         """The block-ordered DAG of Lemma-1-feasible hops (its structure does not depend on the
         client; costs do)."""

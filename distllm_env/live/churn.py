@@ -322,8 +322,7 @@ class ChurnSimulation(LiveSimulation):
         if counts == self.placement.counts and p.starts == self.placement.starts:
             return                     # e.g. a server failed and rejoined between two arrivals
         self.placement = Placement(p.starts, counts, p.num_blocks)
-        self.view.placement = self.placement
-        self.view._dags = {}
+        self.view.set_placement(self.placement)
 
     # -- stepping --------------------------------------------------------------------------------------
     def _admit(self, t, s):
