@@ -28,7 +28,7 @@ import sys
 import types
 
 _EXPORTS = {
-    "train": "train", "TrainResult": "train",
+    "train": "train", "TrainResult": "train", "train_recipe": "train",
     "evaluate": "evaluate", "EvaluationResult": "evaluate", "baseline_specs": "evaluate",
     "LearnedModel": "learned", "LearnedEnvPolicy": "learned", "LearnedRouter": "learned",
     "LearnedPlacement": "learned", "learned_policy": "learned",

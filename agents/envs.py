@@ -48,12 +48,41 @@ def decision_of(env_id: str) -> str:
     return ep.rsplit(":", 1)[-1]
 
 
+class FixedSeeds(gym.Wrapper):
+    """Plays the scenario seeds ``seeds`` in order (``reset``'s own ``seed`` is ignored), starting from
+    the first again after :meth:`rewind`: the validation env of ``train --eval-freq``, so that every
+    evaluation plays the same episodes and the "best model" is not seed luck.  ``played`` lists the
+    seeds reset since the last rewind."""
+
+    def __init__(self, env: gym.Env, seeds: Sequence[int]):
+        super().__init__(env)
+        if not seeds:
+            raise ScenarioError("--eval-episodes", "expected at least one validation seed")
+        self.seeds = [int(s) for s in seeds]
+        self._next = 0
+        self.played: list[int] = []
+
+    def rewind(self) -> None:
+        self._next = 0
+        self.played = []
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        s = self.seeds[self._next % len(self.seeds)]
+        self._next += 1
+        self.played.append(s)
+        return self.env.reset(seed=s, options=options)
+
+    def action_masks(self):
+        return self.env.get_wrapper_attr("action_masks")()
+
+
 @dataclass
 class EnvFactory:
     """Picklable constructor of one (wrapped) training or evaluation env.
 
     ``scenario=None`` keeps the id's own scenario (a preset id's, else the env's default);
     ``seed_range`` wraps the env in :class:`TrainingSeeds` (None: plain ``reset(seed=…)`` semantics);
+    ``fixed_seeds`` (instead) in :class:`FixedSeeds`;
     ``monitor`` wraps it in SB3's ``Monitor`` (last, so episode statistics see the final rewards)."""
 
     env_id: str
@@ -64,6 +93,7 @@ class EnvFactory:
     seed_range: tuple[int, int] | None = (0, EVAL_SEED_BASE)
     monitor: bool = False
     monitor_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    fixed_seeds: Sequence[int] | None = None
 
     def kwargs(self) -> dict:
         kw: dict[str, Any] = {}
@@ -81,7 +111,9 @@ class EnvFactory:
 
     def __call__(self) -> gym.Env:
         env = apply_wrappers(self.raw(), self.wrappers)
-        if self.seed_range is not None:
+        if self.fixed_seeds is not None:
+            env = FixedSeeds(env, self.fixed_seeds)
+        elif self.seed_range is not None:
             env = TrainingSeeds(env, *self.seed_range)
         if self.monitor:
             from stable_baselines3.common.monitor import Monitor
@@ -107,4 +139,4 @@ def make_vec_env(factory: EnvFactory, n_envs: int, vec_env: str = "dummy", seed:
     return venv
 
 
-__all__ = ["EnvFactory", "check_env_id", "decision_of", "make_vec_env", "module_id"]
+__all__ = ["EnvFactory", "FixedSeeds", "check_env_id", "decision_of", "make_vec_env", "module_id"]

@@ -3,19 +3,27 @@
 
 :func:`evaluate` runs the learned policy (:func:`~.learned.learned_policy`: a routing or placement
 policy driven by the model) and every baseline of the same decision through
-:func:`distllm_env.compare.compare` on paired held-out seeds (default 10 000 …), with **equal (zero)
-allocation delays** for all policies (docs/contracts.md §4), and reports, per baseline, the relative
+:func:`distllm_env.compare.compare` on paired held-out seeds (default 10 000 …), with **equal
+allocation delays** for all policies (``auto``, the default: 0 for all; ``equal:SECONDS``: that delay
+for all, the learned policy included; docs/contracts.md §4), and reports, per baseline, the relative
 reduction of mean per-token time 1 − learned / baseline (positive = the learned policy is faster).
+A baseline that cannot run on the scenario (e.g. PETALS placement on ``tiny``) is reported as failed,
+with its one-line reason, in the table and every output; the others still run.
 
 Baselines of a decision are paired with the rest of the model's env:
 
-* RequestRouting: every registered router (``shortest``, ``petals``, ``ws-rr``, ``opt-rr``, ``rr-ilp``,
-  ``random``, ``round-robin``) on the env's placement (the sidecar's ``config["placement"]``, else the
-  scenario's default, i.e. CG-BP): specs ``PLACEMENT+ROUTER``;
-* BlockPlacement: every registered placement except ``milp`` (it runs to its time limit, about a
-  minute per seed; ask for it with ``policies=``) with the env's router (``config["router"]``, else
-  WS-RR).  Baseline placements keep their own cache policy (PETALS its fixed pool); the learned
-  placement uses the env's (``leftover`` by default).
+* RequestRouting: every router registered at run time (``shortest``, ``petals``, ``ws-rr``,
+  ``ws-rr-load``, ``opt-rr``, ``rr-ilp``, ``random``, ``round-robin``, and ``lookahead`` once
+  registered) on the env's placement (the sidecar's ``config["placement"]``, else the scenario's
+  default, i.e. CG-BP): specs ``PLACEMENT+ROUTER``;
+* BlockPlacement: every registered placement (``cg-bp-tuned`` included once registered) except
+  ``milp`` (it runs to its time limit, about a minute per seed; ask for it with ``policies=``) with the
+  env's router (``config["router"]``, else WS-RR).  Baseline placements keep their own cache policy
+  (PETALS its fixed pool); the learned placement uses the env's (``leftover`` by default).
+
+:data:`STRONG_BASELINES` (the strongest non-learned baselines: ``opt-rr``, ``ws-rr-load``,
+``lookahead``; ``cg-bp-tuned``) are always part of the default list when registered; a narrowed
+``policies=`` list that leaves them out gets a note saying so.
 """
 
 from __future__ import annotations
@@ -26,10 +34,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..compare import CompareResult, compare, construct_policy
+from ..compare import CompareResult, compare, construct_policy, parse_allocation_delays
 from ..errors import ScenarioError
 from ..imports import load_object
-from ..registry import PLACEMENT_POLICIES, ROUTING_POLICIES, default_placement, default_routing
+from ..registry import default_placement, default_routing
 from ..scenario import load_scenario
 from .learned import LearnedModel, learned_policy
 from .sidecar import ModelMismatchError
@@ -37,6 +45,13 @@ from .wrappers import EVAL_SEED_BASE
 
 #: placement baselines left out by default (minutes per seed)
 SLOW_PLACEMENTS = ("milp",)
+#: baselines kept in the default tables although slow on long workloads: name -> measured cost (a note
+#: under the table when the scenario has >= EXPENSIVE_NOTE_REQUESTS requests)
+EXPENSIVE_BASELINES = {"lookahead": "rolls the future out for each candidate chain: measured 129 s per seed on "
+                                    "azure-conv-swarm (1 000 requests; ws-rr: 1.2 s)"}
+EXPENSIVE_NOTE_REQUESTS = 500
+#: the strongest non-learned baselines per decision, in every default table when registered (issue 13)
+STRONG_BASELINES = {"RequestRouting": ("opt-rr", "ws-rr-load", "lookahead"), "BlockPlacement": ("cg-bp-tuned",)}
 
 
 @dataclass
@@ -69,14 +84,16 @@ def baseline_specs(decision: str, scenario, env_config: dict | None = None,
         ScenarioError: ``decision`` is neither ``RequestRouting`` nor ``BlockPlacement`` (path
             ``--model``), or the scenario's default policy of the other decision is an import path
             and ``allow_imports`` is false (path ``policy_defaults.<kind>``)."""
+    from .. import registry     # looked up now: routers/placements registered after import count too
+
     cfg = dict(env_config or {})
     if decision == "RequestRouting":
         other = cfg.get("placement") or default_placement(scenario, allow_imports=allow_imports)
-        names = list(ROUTING_POLICIES)
+        names = list(registry.ROUTING_POLICIES)
         pair = lambda name: f"{other}+{name}"  # noqa: E731
     elif decision == "BlockPlacement":
         other = cfg.get("router") or default_routing(scenario, allow_imports=allow_imports)
-        names = [n for n in PLACEMENT_POLICIES if n not in SLOW_PLACEMENTS]
+        names = [n for n in registry.PLACEMENT_POLICIES if n not in SLOW_PLACEMENTS]
         pair = lambda name: f"{name}+{other}"  # noqa: E731
     else:
         raise ScenarioError("--model", f"no simulator baselines for decision {decision!r}; evaluate ClientSplit "
@@ -86,7 +103,22 @@ def baseline_specs(decision: str, scenario, env_config: dict | None = None,
         for p in policies:
             out.append(p if ("+" in p or ":" in p) else pair(p))
         return out
+    names += [n for n in STRONG_BASELINES[decision] if n not in names and n in _registered(decision)]
     return [pair(n) for n in names]
+
+
+def _registered(decision: str) -> dict:
+    from .. import registry
+
+    return registry.ROUTING_POLICIES if decision == "RequestRouting" else registry.PLACEMENT_POLICIES
+
+
+def missing_strong_baselines(decision: str | None, specs: Sequence[str]) -> list[str]:
+    """The registered :data:`STRONG_BASELINES` of ``decision`` that no spec in ``specs`` uses."""
+    if decision not in STRONG_BASELINES:
+        return []
+    used = {part for s in specs for part in str(s).replace("+", " ").split()}
+    return [n for n in STRONG_BASELINES[decision] if n in _registered(decision) and n not in used]
 
 
 def _user_policy(spec: Any):
@@ -96,16 +128,24 @@ def _user_policy(spec: Any):
 
 def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = None, seeds: Sequence[int] | None = None,
              *, policy: Any = None, overrides: Sequence[str] = (), policies: Sequence[str] | None = None,
-             env_id: str | None = None, decision: str | None = None,
-             allow_imports: bool = False) -> EvaluationResult:
+             env_id: str | None = None, decision: str | None = None, allocation_delays: Any = None,
+             allow_imports: bool = False, workers: int = 1, backend: str = "process",
+             ray_address: str | None = None) -> EvaluationResult:
     """Evaluate a trained ``model`` (or a user ``policy``: ``module:Class`` or an object with ``place``
     and/or ``route``) against the baselines of its decision on ``scenario`` + ``overrides`` (None: the
-    model's training scenario) over ``seeds`` (default 10 000 … 10 004), all allocation delays 0.
+    model's training scenario) over ``seeds`` (default 10 000 … 10 004).  ``allocation_delays``: a rule
+    (:func:`distllm_env.compare.parse_allocation_delays`): ``auto`` / None (default) and ``zero`` charge
+    no delay, ``equal:SECONDS`` the same delay to every policy (the learned one included), ``scenario``
+    the scenario's per-family delays (the learned policy: family ``default``).  A baseline that fails
+    on the scenario is reported (``status`` ``failed: …``, a ``margins`` row with ``status``) and the
+    rest still runs; the evaluated policy failing raises its error.
 
     ``env_id``: when given, the model's sidecar must name the same id.  ``allow_imports=True`` (CLI
     ``--allow-import``) lets the scenario's ``policy_defaults.placement/routing`` be a
     ``module:Class`` import path, as for :func:`distllm_env.compare.compare`; otherwise such a
-    scenario is refused.
+    scenario is refused.  ``workers`` / ``backend`` / ``ray_address``: seeds in parallel, with results
+    identical to the serial run (:func:`distllm_env.parallel.map_seeds`; a model that cannot be sent to
+    worker processes runs serially, with a warning).
 
     Raises:
         ScenarioError: both or neither of ``model`` and ``policy``; no seeds; ``policy`` without a
@@ -117,6 +157,7 @@ def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = N
             neither ``place`` nor ``route``."""
     if (model is None) == (policy is None):
         raise ScenarioError("--model", "give exactly one of a model (--model PATH) or a policy (--policy module:Class)")
+    rule = parse_allocation_delays(allocation_delays)
     seeds = list(range(EVAL_SEED_BASE, EVAL_SEED_BASE + 5)) if seeds is None else [int(s) for s in seeds]
     if not seeds:
         raise ScenarioError("--seeds", "expected at least one seed")
@@ -124,7 +165,8 @@ def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = N
     model_info = None
     env_config: dict = {}
     if model is not None:
-        lm = model if isinstance(model, LearnedModel) else LearnedModel(model)
+        lm = model if isinstance(model, LearnedModel) else LearnedModel(model, env_id=env_id, scenario=scenario,
+                                                                        overrides=overrides)
         if env_id is not None:
             from .envs import check_env_id
 
@@ -141,7 +183,7 @@ def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = N
                          f"({lm.sidecar.get('scenario_hash')}): a generalisation test")
         if lm.sidecar.get("version") and lm.sidecar["version"] != __import__("distllm_env").__version__:
             notes.append(f"model trained with distllm-env {lm.sidecar['version']}")
-        pol = learned_policy(lm)
+        pol = learned_policy(lm, allocation_delays=rule)
         decision = lm.decision
         env_config = dict(lm.sidecar["env_config"])
         model_info = lm.summary()
@@ -158,16 +200,35 @@ def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = N
             decision = "RequestRouting" if has_route and not has_place else "BlockPlacement" if has_place and not has_route \
                 else None
         if decision is None:    # both decisions: against the compare presets
-            specs = list(policies) if policies else ["petals", "proposed", "cg-bprr", "opt-order", "opt-number",
-                                                      "opt-rr"]
+            specs = list(policies) if policies else ["petals", "proposed", "proposed-load", "cg-bprr", "opt-order",
+                                                      "opt-number", "opt-rr"]
         else:
             specs = baseline_specs(decision, sc, env_config, policies, allow_imports)
     if model is not None:
         specs = baseline_specs(decision, sc, env_config, policies, allow_imports)
     # a user policy given by import path is labelled by that path, as compare() labels it
     first = policy if model is None and isinstance(policy, str) else pol
-    res = compare(sc, [first, *specs], seeds, allocation_delays={}, allow_imports=allow_imports)
+    if decision == "BlockPlacement" and not policies:
+        notes.append(f"left out by default: {list(SLOW_PLACEMENTS)} (runs to its solver time limit, about a minute per "
+                     "seed); add it with --policies")
+    if sc.workload.num_requests >= EXPENSIVE_NOTE_REQUESTS:
+        for name, cost in EXPENSIVE_BASELINES.items():
+            if any(name in str(spec).replace("+", " ").split() for spec in specs):
+                notes.append(f"{name} is slow on this scenario ({cost}); leave it out with --policies at the cost "
+                             "of a table without the strongest baseline")
+    missing = missing_strong_baselines(decision, specs)
+    if missing:
+        notes.append(f"the strongest non-learned baselines {missing} are not in this table (--policies narrowed it)")
+    res = compare(sc, [first, *specs], seeds, allocation_delays=rule, allow_imports=allow_imports, workers=workers,
+                  backend=backend, ray_address=ray_address, keep_going=True)
     label = res.policies[0].label
+    if label in res.failures:         # the evaluated policy itself: its own error, as without keep_going
+        f = res.failures[label]
+        if f.error is not None:
+            raise f.error
+        raise RuntimeError(f"{label}: {f.reason}")
+    for lbl, f in res.failures.items():
+        notes.append(f"baseline {lbl} failed on this scenario: {f.reason}")
     margins = _margins(res, label)
     return EvaluationResult(res, label, margins, model_info, notes)
 
@@ -177,12 +238,17 @@ def _margins(res: CompareResult, label: str) -> list[dict]:
     mine = np.array([by[(label, s)] for s in res.seeds], dtype=float)
     out = []
     for p in res.policies[1:]:
+        if p.label in res.failures:
+            out.append({"baseline": p.label, "learned_mean_s": float(np.mean(mine)), "baseline_mean_s": float("nan"),
+                        "reduction": float("nan"), "seeds_won": 0, "seeds_tied": 0, "ratio_min": float("nan"),
+                        "ratio_max": float("nan"), "status": f"failed: {res.failures[p.label].reason}"})
+            continue
         base = np.array([by[(p.label, s)] for s in res.seeds], dtype=float)
         ratio = mine / base
         out.append({"baseline": p.label, "learned_mean_s": float(np.mean(mine)), "baseline_mean_s": float(np.mean(base)),
                     "reduction": float(1 - np.mean(mine) / np.mean(base)),
                     "seeds_won": int(np.sum(mine < base * (1 - 1e-9))), "seeds_tied": int(np.sum(np.isclose(mine, base))),
-                    "ratio_min": float(np.min(ratio)), "ratio_max": float(np.max(ratio))})
+                    "ratio_min": float(np.min(ratio)), "ratio_max": float(np.max(ratio)), "status": "ok"})
     return out
 
 
@@ -217,4 +283,5 @@ def write_outputs(result: EvaluationResult, paths: Sequence[str | Path]) -> list
     return written
 
 
-__all__ = ["EvaluationResult", "SLOW_PLACEMENTS", "baseline_specs", "evaluate", "write_outputs"]
+__all__ = ["EXPENSIVE_BASELINES", "EvaluationResult", "SLOW_PLACEMENTS", "STRONG_BASELINES", "baseline_specs", "evaluate",
+           "missing_strong_baselines", "write_outputs"]

@@ -312,10 +312,24 @@ def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None,
             break
     else:
         raise ScenarioError(str(file), f"no entry for {env_id!r} and no 'default' entry")
-    entry = dict(data[key] or {})
+    return hyperparams_from_entry(algo, env_id, data[key], key=key, source=str(file), prefix=f"{file.name}:{key}",
+                                  overrides=overrides, allow_imports=allow_imports)
+
+
+def hyperparams_from_entry(algo: str, env_id: str, entry: Any, *, key: str, source: str, prefix: str,
+                           overrides: Mapping[str, Any] | None = None, allow_imports: bool = False) -> Hyperparams:
+    """:class:`Hyperparams` from one RL-Zoo entry (a mapping of zoo keys), e.g. a zoo recipe's
+    ``hyperparams`` (:mod:`distllm_env.agents.zoo`).  ``prefix`` names the entry in error paths.
+
+    Raises:
+        ScenarioError: (path ``prefix.<key>``) the entry is not a mapping, or any bad value."""
+    if algo not in ALGOS:
+        raise ScenarioError("--algo", f"expected one of {sorted(ALGOS)}, got {algo!r}")
+    if entry is not None and not isinstance(entry, Mapping):
+        raise ScenarioError(prefix, f"expected a mapping of hyper-parameters, got {entry!r}")
+    entry = dict(entry or {})
     for k, v in dict(overrides or {}).items():
         entry[k] = v
-    prefix = f"{file.name}:{key}"
     for k in UNSUPPORTED_ZOO_KEYS:
         if k in entry:
             raise ScenarioError(f"{prefix}.{k}", "this zoo key is not supported by distllm-env train "
@@ -335,7 +349,7 @@ def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None,
         raise ScenarioError(f"{prefix}.env_kwargs", f"expected only 'config' and 'overrides', got {sorted(bad)}")
     algo_kwargs = {k: parse_schedule(k, v) for k, v in entry.items() if k not in ZOO_KEYS and k != "policy_kwargs"}
     return Hyperparams(
-        algo=algo, env_id=env_id, key=key, source=str(file), policy=str(entry.get("policy", "MultiInputPolicy")),
+        algo=algo, env_id=env_id, key=key, source=source, policy=str(entry.get("policy", "MultiInputPolicy")),
         n_envs=n_envs, n_timesteps=n_ts,
         wrappers=parse_wrappers(entry.get("env_wrapper"), f"{prefix}.env_wrapper", allow_imports),
         env_kwargs=env_kwargs, monitor_kwargs=dict(entry.get("monitor_kwargs") or {}),
@@ -366,5 +380,5 @@ def parse_assignments(items: list[str], flag: str) -> dict:
 
 
 __all__ = ["ALGOS", "Hyperparams", "LinearSchedule", "MASKED_ALGOS", "algo_class", "base_env_id",
-           "hyperparams_file", "load_hyperparams", "parse_assignments", "parse_policy_kwargs", "parse_schedule",
+           "hyperparams_file", "hyperparams_from_entry", "load_hyperparams", "parse_assignments", "parse_policy_kwargs", "parse_schedule",
            "parse_wrappers", "resolve_policy", "ALLOWED_POLICY_PACKAGES", "ALLOWED_WRAPPER_MODULES"]

@@ -13,9 +13,11 @@ How :class:`LearnedRouter` sees what the env saw: it drives a *shadow* ``Request
 step with the simulation that calls it — same scenario, seed and placement (the caller's), so the
 same requests arrive in the same order.  For each request it reads the shadow's observation, asks
 the model, commits the chosen candidate in the shadow and returns that candidate's route, which the
-caller commits too; both simulations therefore stay identical.  The shadow charges no allocation
-delay (the env default), so the caller must not either: :func:`~distllm_env.compare.compare` and
-``assert_beats`` set all delays to 0 when a user or learned policy takes part (docs/contracts.md §4).
+caller commits too; both simulations therefore stay identical.  The shadow charges the allocation
+delay the caller's simulation charges (env config ``allocation_delay_s``), so ``compare
+--allocation-delays equal:S`` charges S to the learned router as to every baseline; with
+``allocation_delays=`` given, the delay is that rule's for the ``default`` family and a caller charging
+another one is refused (docs/contracts.md §4).
 """
 
 from __future__ import annotations
@@ -28,22 +30,35 @@ import numpy as np
 from ..errors import NoFeasibleChain, PlacementError, ScenarioError
 from .envs import EnvFactory, check_env_id, decision_of
 from .hyperparams import MASKED_ALGOS, algo_class
-from .sidecar import ModelMismatchError, check_space, read_sidecar, space_signature
+from .sidecar import ModelMismatchError, check_space, plain_sidecar, read_sidecar, sidecar_path, space_signature
 
 
 class LearnedModel:
     """A trained model and its sidecar.  ``predict(obs, mask)`` returns one action (deterministic)."""
 
-    def __init__(self, path: str | Path, device: str = "cpu"):
-        """Load the model at ``path`` (SB3 zip or RLlib checkpoint) and its sidecar.
+    def __init__(self, path: str | Path, device: str = "cpu", *, env_id: str | None = None, scenario: Any = None,
+                 overrides: Sequence[str] = (), env_config: dict | None = None, algo: str | None = None,
+                 zoo_dir: Any = None):
+        """Load the model at ``path`` (SB3 zip, RLlib checkpoint, or ``zoo:NAME``: a model of the agent
+        zoo, :mod:`.zoo`, searched in ``zoo_dir`` first) and its sidecar.
+
+        A plain SB3 zip without a sidecar is accepted when ``env_id`` is given: the model is taken to
+        act on ``env_id`` (``scenario`` + ``overrides``, ``env_config``; ``algo`` None: read from the
+        zip), behind the wrappers its observation space fits (:func:`.sidecar.plain_sidecar`).
 
         Raises:
-            ModelMismatchError: ``path`` does not exist, the sidecar is missing or invalid, or names an
-                unknown back-end."""
-        self.path = Path(path)
+            ModelMismatchError: ``path`` does not exist, the sidecar is missing (and no ``env_id``) or
+                invalid, or names an unknown back-end; a plain zip that fits ``env_id`` with no wrappers.
+            ScenarioError: (path ``--model``) ``zoo:NAME`` with an unknown name (the message lists them)."""
+        from .zoo import resolve_model
+
+        self.path = resolve_model(path, zoo_dir)
         if not self.path.exists():
             raise ModelMismatchError("--model", f"{str(self.path)!r} does not exist")
-        self.sidecar = read_sidecar(self.path)
+        if env_id is not None and self.path.suffix == ".zip" and not sidecar_path(self.path).is_file():
+            self.sidecar = plain_sidecar(self.path, env_id, scenario, overrides, env_config, algo)
+        else:
+            self.sidecar = read_sidecar(self.path)
         self.env_id = check_env_id(self.sidecar["env_id"], "sidecar.env_id")
         self.decision = decision_of(self.env_id)
         self.algo = self.sidecar["algo"]
@@ -157,13 +172,61 @@ class _LearnedPolicy:
     family = "default"
     decision: str
 
-    def __init__(self, model: "LearnedModel | str | Path", deterministic: bool = True, name: str | None = None):
+    def __init__(self, model: "LearnedModel | str | Path", deterministic: bool = True, name: str | None = None,
+                 allocation_delays: Any = None):
+        """``allocation_delays``: None (follow the calling simulation's delay; 0 where there is none), or a
+        rule ``auto`` | ``scenario`` | ``zero`` | ``equal:SECONDS`` | ``{family: seconds}``
+        (:func:`distllm_env.compare.parse_allocation_delays`), charged as to family ``default``.
+
+        Raises:
+            ScenarioError: the model is not of this decision (path ``--model``), or a bad rule (path
+                ``allocation_delays``)."""
+        from ..allocation_delays import parse_allocation_delays
+
         self.model = _as_model(model)
         if self.model.decision != self.decision:
             raise ScenarioError("--model", f"{self.model.path} was trained on {self.model.env_id}, not on a "
                                            f"{self.decision} env")
         self.deterministic = deterministic
         self.name = name or f"learned:{self.model.name}"
+        self.allocation_delays = None if allocation_delays is None else parse_allocation_delays(allocation_delays,
+                                                                                               "allocation_delays")
+
+    @classmethod
+    def load(cls, path: str | Path, *, env_id: str | None = None, scenario: Any = None, overrides: Sequence[str] = (),
+             env_config: dict | None = None, algo: str | None = None, zoo_dir: Any = None, **kwargs: Any):
+        """The policy of the model at ``path`` (``zoo:NAME`` for a zoo model); a plain SB3 zip without
+        a sidecar needs ``env_id`` (:class:`LearnedModel`).  ``kwargs`` go to the constructor.
+
+        Raises:
+            ModelMismatchError, ScenarioError: as :class:`LearnedModel` and the constructor."""
+        return cls(LearnedModel(path, env_id=env_id, scenario=scenario, overrides=overrides, env_config=env_config,
+                                algo=algo, zoo_dir=zoo_dir), **kwargs)
+
+    @classmethod
+    def from_zoo(cls, name: str, zoo_dir: Any = None, **kwargs: Any):
+        """The zoo model ``name`` (``distllm-env zoo list``) as a policy; ``zoo_dir`` is searched before
+        ``$DISTLLM_ENV_ZOO_DIR`` and the shipped zoo (:mod:`.zoo`).
+
+        Raises:
+            ScenarioError: (path ``--model``) an unknown name; the message lists the known ones."""
+        from .zoo import model_path
+
+        return cls(LearnedModel(model_path(name, zoo_dir)), **kwargs)
+
+    def _delay_s(self, scenario, caller_s: float | None = None) -> float:
+        """The allocation delay (s) the model's env charges on ``scenario``: the rule's for family
+        ``default``, else ``caller_s`` (the calling simulation's), else 0.
+
+        Raises:
+            RuntimeError: a rule is set and the caller charges another delay (the shadow would diverge)."""
+        if self.allocation_delays is None:
+            return float(caller_s or 0.0)
+        delay = self.allocation_delays.delay_for(scenario, self.family)
+        if caller_s is not None and abs(delay - caller_s) > 1e-9:
+            raise RuntimeError(f"{self.name}: allocation_delays={self.allocation_delays.spec!r} gives {delay:g} s, but "
+                               f"the calling simulation charges {caller_s:g} s; pass the same rule to both")
+        return delay
 
 
 class LearnedRouter(_LearnedPolicy):
@@ -174,8 +237,9 @@ class LearnedRouter(_LearnedPolicy):
 
     decision = "RequestRouting"
 
-    def __init__(self, model: "LearnedModel | str | Path", deterministic: bool = True, name: str | None = None):
-        super().__init__(model, deterministic, name)
+    def __init__(self, model: "LearnedModel | str | Path", deterministic: bool = True, name: str | None = None,
+                 allocation_delays: Any = None):
+        super().__init__(model, deterministic, name, allocation_delays)
         self._view = None
         self._env = None
         self._obs = None
@@ -200,8 +264,11 @@ class LearnedRouter(_LearnedPolicy):
 
         inst = view.instance
         given = _GivenPlacement(PlacementResult(view.placement, view.cache_policy))
+        # the caller's delay (the simulator's public attribute behind the view), so the shadow stays in step
+        caller_s = getattr(getattr(view, "_sim", None), "allocation_delay_s", None)
         self._env = self.model.make_env(inst.scenario, (), placement=given, cache_policy=None,
-                                        allocation_delay_family=None)
+                                        allocation_delay_family=None,
+                                        allocation_delay_s=self._delay_s(inst.scenario, caller_s))
         self._obs, _ = self._env.reset(seed=int(inst.seed))
         shadow = self._env.unwrapped.instance
         if shadow.num_servers != inst.num_servers or not np.array_equal(shadow.memory_bytes, inst.memory_bytes) \
@@ -237,14 +304,17 @@ class LearnedRouter(_LearnedPolicy):
 
 class LearnedPlacement(_LearnedPolicy):
     """A trained ``distllm/BlockPlacement-*`` model as a placement policy: ``place(instance, rng)`` plays
-    one episode of the env on ``instance``'s scenario and seed and returns the resulting placement
+    one episode of the env on ``instance``'s scenario (its λ, whatever ``arrival_rate_per_s`` the model
+    was trained with) and seed and returns the resulting placement; a model trained with
+    ``action: "sessions"`` (e.g. ``distllm/BlockPlacementSessions-*``) picks CG-BP's |R| in its one step
     (with the env's ``cache_policy``).  ``route`` is the env's end-of-episode router, so ``compare()``
     evaluates the placement as the env did during training."""
 
     decision = "BlockPlacement"
 
-    def __init__(self, model: "LearnedModel | str | Path", deterministic: bool = True, name: str | None = None):
-        super().__init__(model, deterministic, name)
+    def __init__(self, model: "LearnedModel | str | Path", deterministic: bool = True, name: str | None = None,
+                 allocation_delays: Any = None):
+        super().__init__(model, deterministic, name, allocation_delays)
         self._router = None
         self._router_scenario = None
 
@@ -254,7 +324,9 @@ class LearnedPlacement(_LearnedPolicy):
         Raises:
             RuntimeError: the env's instance differs from ``instance``.
             PlacementError: the model's placement leaves blocks uncovered."""
-        env = self.model.make_env(instance.scenario, (), allocation_delay_family=None)
+        # arrival_rate_per_s=None: the caller's scenario λ (a model trained on a λ range sees the real one)
+        env = self.model.make_env(instance.scenario, (), allocation_delay_family=None,
+                                  allocation_delay_s=self._delay_s(instance.scenario), arrival_rate_per_s=None)
         obs, _ = env.reset(seed=int(instance.seed))
         base = env.unwrapped
         if base.instance.num_servers != instance.num_servers or not np.array_equal(base.instance.memory_bytes,

@@ -10,7 +10,8 @@
   probability 0 in exploration, inference and training alike.
 * :func:`train_rllib` — ``distllm-env train --backend rllib``: PPO with hyper-parameters from the same
   ``agents/<algo>.yml`` entry as SB3 (:data:`SB3_TO_RLLIB`), ``num_env_runners`` EnvRunner actors on a
-  local Ray or an existing cluster (``address``), checkpoint directory + sidecar.
+  truly local Ray or an existing cluster (``address``; :func:`init_ray`, free CPUs checked first by
+  :func:`check_free_cpus`), checkpoint directory + sidecar.
 
 Ray pins gymnasium exactly (1.2.2 for ray 2.60), which is why the core keeps a range.
 """
@@ -170,12 +171,17 @@ def train_rllib(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", t
                 max_iterations: int | None = None, allow_imports: bool = False):
     """Train RLlib PPO with the masking module; returns a :class:`~.train.TrainResult` whose
     ``model_path`` is the checkpoint directory (``out`` without ``.zip``) and whose sidecar sits at
-    ``<dir>.json``.  ``address`` connects to an existing Ray cluster (else a local Ray with
-    ``num_cpus`` is started, or ``RAY_ADDRESS`` is used by Ray itself).
+    ``<dir>.json``.  ``address`` connects to an existing Ray cluster (``auto``, ``HOST:PORT`` or the
+    Ray Client form ``ray://HOST:10001``, docs/agents.md); without it the ``RAY_ADDRESS`` environment
+    variable is used when set, else a truly local Ray with ``num_cpus`` CPUs is started
+    (``ray.init(address="local")``: a ``ray start`` cluster on the same machine does not capture it).
+    The env runners receive the resolved scenario object, never a path to re-resolve on a worker.
 
     Raises:
         ScenarioError: an algorithm other than RLlib PPO, ``num_env_runners`` < 0, ``timesteps`` < 1,
-            or an ``out`` that exists and is not a checkpoint directory."""
+            an ``out`` that exists and is not a checkpoint directory, ``num_cpus`` with an existing
+            cluster (path ``--num-cpus``), or more env runners than the cluster's free CPUs (path
+            ``--num-env-runners``; checked before anything is launched, where Ray would wait forever)."""
     _require_rllib()
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
@@ -214,18 +220,14 @@ def train_rllib(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", t
     sc = base.scenario
     probe.close()
 
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 0)
-        else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose > 0)
-        started = True
+    started = init_ray(address, num_cpus, log_to_driver=verbose > 0)
     try:
+        check_free_cpus(num_env_runners)
         name = register_rllib_env(env_id)
         train_kw, model_config = rllib_training_kwargs(hp, n, num_env_runners)
-        env_cfg = {"env_id": env_id, "scenario": sc.source if sc.source != "<dict>" else _scenario_fields(sc)["scenario_raw"],
-                   "overrides": list(sc.overrides) if sc.source != "<dict>" else [], "config": config,
+        # the resolved Scenario object (overrides applied), not its path: a relative `--scenario my.yaml`
+        # would be resolved from each env runner's working directory (the cluster's start directory)
+        env_cfg = {"env_id": env_id, "scenario": sc, "overrides": [], "config": config,
                    "wrappers": hp.wrappers, "seed": seed, "seed_range": list(TRAIN_SEED_RANGE)}
         cfg = (PPOConfig()
                .environment(name, env_config=env_cfg)
@@ -267,6 +269,51 @@ def train_rllib(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", t
     return TrainResult(ckpt, sc_path, steps, elapsed, sidecar)
 
 
+def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bool = False) -> bool:
+    """Connect to Ray unless it is already initialised; returns whether this call started it (the caller
+    then shuts it down).  ``address`` (else ``RAY_ADDRESS``): an existing cluster; otherwise a truly
+    local Ray (``address="local"``) with ``num_cpus`` CPUs, even while a ``ray start`` cluster runs on
+    this machine.
+
+    Raises:
+        ScenarioError: ``num_cpus`` together with an existing cluster (path ``--num-cpus``)."""
+    import os
+
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "local" and num_cpus is not None:
+        raise ScenarioError("--num-cpus", f"only for a local Ray; the cluster at {address!r} has its own CPUs "
+                                          "(drop --num-cpus, or --ray-address / RAY_ADDRESS for a local Ray)")
+    if ray.is_initialized():
+        return False
+    if address and address != "local":
+        ray.init(address=address, include_dashboard=False, log_to_driver=log_to_driver)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
+    return True
+
+
+def check_free_cpus(num_env_runners: int, cpus_per_runner: float = 1.0) -> None:
+    """Refuse to launch more env runners than the connected Ray cluster has free CPUs (Ray would
+    queue the actors and training would hang without a word).  Each runner takes ``cpus_per_runner``
+    CPUs (RLlib's default ``num_cpus_per_env_runner`` = 1); the learner runs in the driver.
+
+    Raises:
+        ScenarioError: (path ``--num-env-runners``) not enough free CPUs."""
+    import ray
+
+    need = num_env_runners * cpus_per_runner
+    if need <= 0:
+        return
+    free = float(ray.available_resources().get("CPU", 0.0))
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    if need > free:
+        raise ScenarioError("--num-env-runners", f"{num_env_runners} env runners need {need:g} CPUs but the Ray "
+                                                 f"cluster has {free:g} free of {total:g}; lower --num-env-runners, "
+                                                 "raise --num-cpus (local Ray) or add nodes")
+
+
 # -- loading for evaluation ------------------------------------------------------------------------
 
 def load_rl_module(path: str | Path):
@@ -296,5 +343,5 @@ def rl_module_action(module, obs: Mapping[str, np.ndarray], deterministic: bool 
     return int(torch.distributions.Categorical(logits=logits).sample().item())
 
 
-__all__ = ["HAVE_RLLIB", "MaskedPPOTorchRLModule", "RLLIB_ALGOS", "SB3_TO_RLLIB", "load_rl_module", "make_rllib_env",
-           "register_rllib_env", "rl_module_action", "rllib_env_name", "rllib_training_kwargs", "train_rllib"]
+__all__ = ["HAVE_RLLIB", "MaskedPPOTorchRLModule", "RLLIB_ALGOS", "SB3_TO_RLLIB", "check_free_cpus", "init_ray",
+           "load_rl_module", "make_rllib_env", "register_rllib_env", "rl_module_action", "rllib_env_name", "rllib_training_kwargs", "train_rllib"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from gymnasium import spaces
@@ -109,7 +109,8 @@ def read_sidecar(model_path: str | Path) -> dict:
     path = sidecar_path(model_path)
     if not path.is_file():
         raise ModelMismatchError("--model", f"no sidecar {str(path)!r} next to {str(model_path)!r}; models trained "
-                                            "with 'distllm-env train' have one (docs/contracts.md §5)")
+                                            "with 'distllm-env train' have one (docs/contracts.md §5); for a plain SB3 "
+                                            "zip give the env id it was trained on (--env ID, optionally --scenario)")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -130,5 +131,97 @@ def check_space(sidecar: Mapping, field: str, space: spaces.Space, what: str) ->
         raise ModelMismatchError(f"sidecar.{field}", f"{what} does not match the model's: {diff}")
 
 
-__all__ = ["FORMAT", "ModelMismatchError", "check_space", "describe_difference", "read_sidecar", "sidecar_path",
+def scenario_fields(sc) -> dict:
+    """How to rebuild a training scenario: its preset name or path plus overrides, or (for a scenario
+    given as a mapping or object) its raw YAML mapping, which already includes the overrides."""
+    from ..yaml_safe import load_yaml_text
+
+    out = {"scenario_name": sc.name, "scenario_hash": sc.hash}
+    if sc.source != "<dict>":
+        return out | {"scenario": sc.source, "overrides": list(sc.overrides), "scenario_raw": None}
+    return out | {"scenario": None, "overrides": [], "scenario_raw": load_yaml_text(sc.to_yaml(), "scenario")}
+
+
+def detect_algo(model_path: str | Path) -> str:
+    """The algorithm name (``ppo``, ``maskable_ppo``, ``a2c``, ``dqn``) of an SB3 zip, read from the
+    policy class module and the algorithm fields of its ``data`` entry (nothing is unpickled).
+
+    Raises:
+        ModelMismatchError: (path ``--model``) not an SB3 zip, or an algorithm outside that list."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_path) as z:
+            data = json.loads(z.read("data"))
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelMismatchError("--model", f"{str(model_path)!r} is not a stable-baselines3 model zip ({exc})") from None
+    policy = data.get("policy_class") if isinstance(data, dict) else None
+    module = str(policy.get("__module__", "")) if isinstance(policy, dict) else ""
+    if module.startswith("sb3_contrib.common.maskable"):
+        return "maskable_ppo"
+    if module.startswith("stable_baselines3.dqn"):
+        return "dqn"
+    if module.startswith("stable_baselines3.common.policies"):
+        return "ppo" if "clip_range" in data else "a2c"
+    raise ModelMismatchError("--model", f"cannot tell the algorithm of {str(model_path)!r} (policy class module "
+                                        f"{module!r}); expected a PPO, MaskablePPO, A2C or DQN zip")
+
+
+def plain_sidecar(model_path: str | Path, env_id: str, scenario: Any = None, overrides: Sequence[str] = (),
+                  env_config: Mapping[str, Any] | None = None, algo: str | None = None,
+                  wrappers: Sequence[Mapping[str, Any]] | None = None) -> dict:
+    """A sidecar for a plain SB3 zip trained outside ``distllm-env train`` (no ``PATH.json``): the model
+    is taken to act on ``env_id`` (with ``scenario`` + ``overrides``, ``env_config``) behind
+    ``wrappers``; None tries no wrapper, then the ``env_wrapper`` list of ``agents/<algo>.yml`` for that
+    id, and keeps the first whose observation space equals the model's.  ``algo`` None:
+    :func:`detect_algo`.  The result has ``"sidecar": "synthesized"``; nothing is written.
+
+    Raises:
+        ModelMismatchError: the model's observation or action space fits none of the candidates (the
+            message names the first difference), or an unknown algorithm.
+        ScenarioError: an unregistered ``env_id`` (path ``--env``), a bad scenario or config."""
+    from .envs import EnvFactory, check_env_id
+    from .hyperparams import algo_class, load_hyperparams
+
+    env_id = check_env_id(env_id)
+    algo = algo or detect_algo(model_path)
+    model = algo_class(algo).load(str(model_path), device="cpu")
+    want = space_signature(model.observation_space)
+    if wrappers is not None:
+        candidates = [list(wrappers)]
+    else:
+        candidates = [[]]
+        try:
+            shipped = load_hyperparams(algo, env_id).wrappers
+        except ScenarioError:
+            shipped = []
+        if shipped:
+            candidates.append(shipped)
+    diffs = []
+    for wr in candidates:
+        factory = EnvFactory(env_id, scenario, tuple(overrides or ()), dict(env_config or {}), wr, seed_range=None)
+        env = factory()
+        try:
+            got = space_signature(env.observation_space)
+            if got != want:
+                diffs.append(f"with wrappers {[w['path'].rsplit(':', 1)[-1] for w in wr]}: "
+                             f"{describe_difference(want, got)}")
+                continue
+            check_space({"action_space": space_signature(model.action_space)}, "action_space", env.action_space,
+                        f"the action space of {env_id}")
+            base = env.unwrapped
+            raw_sig = space_signature(base.observation_space)
+            return {"format": FORMAT, "sidecar": "synthesized", "backend": "sb3", "algo": algo, "env_id": env_id,
+                    "env_config": base.recordable_config(), "wrappers": [dict(w) for w in wr],
+                    **scenario_fields(base.scenario), "observation_space": want, "env_observation_space": raw_sig,
+                    "action_space": space_signature(model.action_space), "version": None, "seed": None,
+                    "timesteps": int(getattr(model, "num_timesteps", 0) or 0), "training_time_s": None}
+        finally:
+            env.close()
+    raise ModelMismatchError("--model", f"the observation space of {str(model_path)!r} does not fit {env_id} "
+                                        f"({'; '.join(diffs)}); was it trained on another env id, config or scenario?")
+
+
+__all__ = ["FORMAT", "ModelMismatchError", "check_space", "describe_difference", "detect_algo", "plain_sidecar", "read_sidecar",
+           "scenario_fields", "sidecar_path",
            "signature_digest", "space_signature", "write_sidecar"]

@@ -1,12 +1,14 @@
 """Training with stable-baselines3 / sb3-contrib (``distllm-env train``; docs/agents.md).
 
 :func:`train` builds ``n_envs`` copies of the env (``DummyVecEnv`` or ``SubprocVecEnv``), each wrapped in
-the YAML's ``env_wrapper`` list, :class:`~.wrappers.TrainingSeeds` (scenario seeds in [0, 10 000), so
-the evaluation seeds ≥ 10 000 stay held out) and SB3's ``Monitor``; creates the algorithm with the
+the YAML's ``env_wrapper`` list, :class:`~.wrappers.TrainingSeeds` (scenario seeds in [0, 9 000), so
+the validation seeds [9 000, 10 000) and the evaluation seeds ≥ 10 000 stay held out) and SB3's ``Monitor``; creates the algorithm with the
 hyper-parameters of ``agents/<algo>.yml`` (RL-Zoo format, :mod:`.hyperparams`); seeds everything
 through SB3's ``set_random_seed`` (docs/contracts.md §1) and trains with a progress bar, optional
-TensorBoard logs, periodic checkpoints and optional mask-aware evaluation on seeds [9 000, 10 000).
-It saves ``PATH.zip`` and the sidecar ``PATH.json`` (:mod:`.sidecar`).
+TensorBoard logs, periodic checkpoints and optional mask-aware evaluation on the fixed validation
+seeds 9 000 … 9 000 + n − 1 (:func:`validation_seeds`).  It saves ``PATH.zip`` and the sidecar
+``PATH.json`` (:mod:`.sidecar`); checkpoints and the best validation model get sidecars too.
+:func:`train_recipe` trains exactly one zoo recipe (:mod:`.zoo`).
 """
 
 from __future__ import annotations
@@ -14,21 +16,98 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .._version import __version__
 from ..errors import ScenarioError
-from ..yaml_safe import load_yaml_text
 from .envs import EnvFactory, check_env_id, make_vec_env
 from .hyperparams import MASKED_ALGOS, Hyperparams, algo_class, load_hyperparams
-from .sidecar import space_signature, write_sidecar
+from .sidecar import scenario_fields, space_signature, write_sidecar
 from .wrappers import EVAL_SEED_BASE
+
+if TYPE_CHECKING:
+    from .zoo import Recipe
 
 #: scenario seeds used for training episodes / for the periodic evaluation during training
 TRAIN_SEED_RANGE = (0, 9_000)
 VALIDATION_SEED_RANGE = (9_000, EVAL_SEED_BASE)
+
+
+def set_torch_threads(n: int | None = 1) -> None:
+    """``torch.set_num_threads(n)`` when torch is installed (None: leave torch's default).  One thread
+    is the default of ``train`` and ``evaluate``: the policies are small MLPs, and torch's default (one
+    thread per core) made a plain SB3 PPO script several times slower (docs/agents.md "Torch threads")."""
+    if not n:
+        return
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the rl extra is missing; the caller fails later with a clear error
+        return
+    torch.set_num_threads(int(n))
+
+
+def validation_seeds(n: int) -> list[int]:
+    """The fixed scenario seeds of ``--eval-freq`` evaluations: 9 000 … 9 000 + n − 1, inside
+    :data:`VALIDATION_SEED_RANGE` (disjoint from the training seeds [0, 9 000) and the held-out seeds
+    ≥ 10 000); every evaluation of a run plays exactly these episodes.
+
+    Raises:
+        ScenarioError: (path ``--eval-episodes``) n < 1 or more than the range holds."""
+    lo, hi = VALIDATION_SEED_RANGE
+    if not 1 <= int(n) <= hi - lo:
+        raise ScenarioError("--eval-episodes", f"expected 1 … {hi - lo} validation episodes, got {n}")
+    return list(range(lo, lo + int(n)))
+
+
+def _checkpoint_callback(sidecar_at, **kwargs):
+    """SB3's ``CheckpointCallback`` that also writes each checkpoint's sidecar (``checkpoint: true``)."""
+    from stable_baselines3.common.callbacks import CheckpointCallback
+
+    class _SidecarCheckpoint(CheckpointCallback):
+        def _on_step(self) -> bool:
+            ok = super()._on_step()
+            if self.n_calls % self.save_freq == 0:
+                write_sidecar(self._checkpoint_path(extension="zip"), sidecar_at(self.num_timesteps, checkpoint=True))
+            return ok
+
+    return _SidecarCheckpoint(**kwargs)
+
+
+def _validation_callback(masked: bool, eval_env, sidecar_at, best_path: Path, seeds: Sequence[int], **kwargs):
+    """SB3's (or sb3-contrib's mask-aware) ``EvalCallback`` on the fixed ``seeds`` (the env is wrapped
+    in :class:`~.envs.FixedSeeds`, rewound before each evaluation); each new best model gets its
+    sidecar (``best_of_validation``).  ``evaluated_seeds`` lists the seeds of every evaluation."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    if masked:
+        from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as EvalCb
+    else:
+        from stable_baselines3.common.callbacks import EvalCallback as EvalCb
+
+    class _BestSidecar(BaseCallback):
+        def _on_step(self) -> bool:
+            ev = self.parent
+            write_sidecar(best_path, sidecar_at(ev.num_timesteps, best_of_validation={
+                "seeds": list(seeds), "mean_reward": float(ev.best_mean_reward)}))
+            return True
+
+    class _FixedSeedEval(EvalCb):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.evaluated_seeds: list[list[int]] = []
+
+        def _on_step(self) -> bool:
+            due = self.eval_freq > 0 and self.n_calls % self.eval_freq == 0
+            if due:
+                self.eval_env.env_method("rewind")
+            ok = super()._on_step()
+            if due:
+                self.evaluated_seeds.append(list(self.eval_env.get_attr("played")[0])[:self.n_eval_episodes])
+            return ok
+
+    return _FixedSeedEval(eval_env, callback_on_new_best=_BestSidecar(), **kwargs)
 
 
 @dataclass
@@ -39,6 +118,8 @@ class TrainResult:
     training_time_s: float
     sidecar: dict
     model: Any = None
+    #: the seeds of each ``eval_freq`` evaluation, in order (all equal: :func:`validation_seeds`)
+    evaluated_seeds: list = field(default_factory=list)
 
 
 def _check_out(out: str | Path) -> Path:
@@ -81,13 +162,8 @@ def _progress_callback(total: int):
         return _TextProgress()
 
 
-def _scenario_fields(sc) -> dict:
-    """How to rebuild the training scenario: its preset name or path plus overrides, or (for a scenario
-    given as a mapping or object) its raw YAML mapping, which already includes the overrides."""
-    out = {"scenario_name": sc.name, "scenario_hash": sc.hash}
-    if sc.source != "<dict>":
-        return out | {"scenario": sc.source, "overrides": list(sc.overrides), "scenario_raw": None}
-    return out | {"scenario": None, "overrides": [], "scenario_raw": load_yaml_text(sc.to_yaml(), "scenario")}
+#: kept for agents/rllib.py (moved to :func:`.sidecar.scenario_fields`)
+_scenario_fields = scenario_fields
 
 
 def _library_versions() -> dict:
@@ -106,7 +182,7 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
           hyperparams: Mapping[str, Any] | None = None, n_envs: int | None = None, vec_env: str = "dummy",
           progress_bar: bool = True, tensorboard_log: str | Path | None = None, checkpoint_freq: int = 0,
           eval_freq: int = 0, eval_episodes: int = 5, num_threads: int | None = 1, verbose: int = 0,
-          time_limit_s: float | None = None, allow_imports: bool = False) -> TrainResult:
+          time_limit_s: float | None = None, allow_imports: bool = False, recipe: "Recipe | None" = None) -> TrainResult:
     """Train ``algo`` on ``env_id`` (with ``scenario`` + ``overrides``; None = the id's own scenario) for
     ``timesteps`` steps (None = the YAML's ``n_timesteps``) and save ``out`` (.zip) and its sidecar.
 
@@ -115,6 +191,12 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
     stops training early (the sidecar records the steps actually done).  ``num_threads`` sets
     ``torch.set_num_threads`` (None leaves torch's default).  ``allow_imports``: the hyper-parameter
     YAML may name classes outside the allow-lists of :mod:`.hyperparams` (it is data otherwise).
+    ``recipe``: a zoo recipe (:mod:`.zoo`) supplies the hyper-parameters instead of the YAML file (use
+    :func:`train_recipe`); the sidecar records it.
+
+    Checkpoints (``PATH_checkpoints/PATH_<steps>_steps.zip``) and the best model of the ``eval_freq``
+    evaluations (``PATH_eval/best_model.zip``) get sidecars too.  The evaluations play the fixed seeds
+    :func:`validation_seeds` (``eval_episodes``), so "best" compares equal episodes.
 
     Raises:
         ScenarioError: a seed outside [0, EVAL_SEED_BASE), fewer than 1 timestep or env, TensorBoard
@@ -123,7 +205,11 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
     env_id = check_env_id(env_id)
     if seed < 0 or seed >= EVAL_SEED_BASE:
         raise ScenarioError("--seed", f"expected a training seed in [0, {EVAL_SEED_BASE}), got {seed}")
-    hp: Hyperparams = load_hyperparams(algo, env_id, hyperparams_path, hyperparams, allow_imports=allow_imports)
+    if recipe is not None:
+        hp: Hyperparams = recipe.resolved_hyperparams(allow_imports)
+    else:
+        hp = load_hyperparams(algo, env_id, hyperparams_path, hyperparams, allow_imports=allow_imports)
+    val_seeds = validation_seeds(eval_episodes) if eval_freq and eval_freq > 0 else None
     total = int(timesteps if timesteps is not None else (hp.n_timesteps or 0))
     if total < 1:
         raise ScenarioError("--timesteps", f"expected a number of steps ≥ 1, got {total}")
@@ -138,11 +224,9 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
             raise ScenarioError("--tensorboard", "TensorBoard logs need the 'tensorboard' package: install the "
                                                  "'tensorboard' extra (pip install 'distllm-env[tensorboard]', or "
                                                  "pip install -e '.[tensorboard]' in a checkout)") from None
-    import torch
     from stable_baselines3.common.utils import set_random_seed
 
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
+    set_torch_threads(num_threads)
     set_random_seed(seed)
     cls = algo_class(algo)
 
@@ -162,26 +246,41 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
     model = cls(hp.policy_class or hp.policy, venv, seed=seed, verbose=verbose, device="cpu",
                 tensorboard_log=str(tensorboard_log) if tensorboard_log else None, **kwargs)
 
-    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+    base_sidecar = {
+        "backend": "sb3", "algo": algo, "env_id": env_id, "env_config": recorded_config,
+        "wrappers": hp.wrappers, **scenario_fields(sc),
+        "observation_space": space_signature(model.observation_space), "env_observation_space": env_sig,
+        "action_space": space_signature(model.action_space), "version": __version__,
+        "libraries": _library_versions(), "seed": seed, "requested_timesteps": total, "n_envs": n, "vec_env": vec_env,
+        "train_seed_range": list(TRAIN_SEED_RANGE), "validation_seeds": val_seeds,
+        "hyperparams": {"file": hp.source, "key": hp.key, "entry": hp.raw}, "num_threads": num_threads,
+    }
+    if recipe is not None:
+        base_sidecar |= {"recipe": recipe.sidecar_field(), "description": recipe.description}
+
+    def sidecar_at(steps: int, **extra: Any) -> dict:
+        return base_sidecar | {"timesteps": int(steps)} | extra
 
     callbacks: list = []
+    validation = None
     if progress_bar:
         callbacks.append(_progress_callback(total))
     if checkpoint_freq and checkpoint_freq > 0:
-        callbacks.append(CheckpointCallback(save_freq=max(checkpoint_freq // n, 1),
-                                            save_path=str(out.with_suffix("")) + "_checkpoints",
-                                            name_prefix=out.stem))
-    if eval_freq and eval_freq > 0:
-        eval_factory = EnvFactory(env_id, scenario, tuple(ov), config, hp.wrappers, VALIDATION_SEED_RANGE,
-                                  monitor=True)
-        eval_env = make_vec_env(eval_factory, 1, "dummy", seed=seed + 1)
-        log_dir = str(out.with_suffix("")) + "_eval"
-        if algo in MASKED_ALGOS:
-            from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as EvalCb
-        else:
-            from stable_baselines3.common.callbacks import EvalCallback as EvalCb
-        callbacks.append(EvalCb(eval_env, n_eval_episodes=eval_episodes, eval_freq=max(eval_freq // n, 1),
-                                best_model_save_path=log_dir, log_path=log_dir, deterministic=True, verbose=verbose))
+        callbacks.append(_checkpoint_callback(sidecar_at, save_freq=max(checkpoint_freq // n, 1),
+                                              save_path=str(out.with_suffix("")) + "_checkpoints",
+                                              name_prefix=out.stem))
+    if val_seeds:
+        eval_factory = EnvFactory(env_id, scenario, tuple(ov), config, hp.wrappers, None, monitor=True,
+                                  fixed_seeds=val_seeds)
+        eval_env = make_vec_env(eval_factory, 1, "dummy")
+        log_dir = Path(str(out.with_suffix("")) + "_eval")
+        validation = _validation_callback(algo in MASKED_ALGOS, eval_env, sidecar_at, log_dir / "best_model.zip",
+                                          val_seeds, n_eval_episodes=len(val_seeds),
+                                          eval_freq=max(eval_freq // n, 1), best_model_save_path=str(log_dir),
+                                          log_path=str(log_dir), deterministic=True, verbose=verbose)
+        callbacks.append(validation)
     if time_limit_s:
         deadline = time.perf_counter() + float(time_limit_s)
 
@@ -199,18 +298,38 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
     model.save(str(out))
     venv.close()
 
-    sidecar = {
-        "backend": "sb3", "algo": algo, "env_id": env_id, "env_config": recorded_config,
-        "wrappers": hp.wrappers, **_scenario_fields(sc),
-        "observation_space": space_signature(model.observation_space), "env_observation_space": env_sig,
-        "action_space": space_signature(model.action_space), "version": __version__,
-        "libraries": _library_versions(), "seed": seed, "timesteps": int(model.num_timesteps),
-        "requested_timesteps": total, "n_envs": n, "vec_env": vec_env, "train_seed_range": list(TRAIN_SEED_RANGE),
-        "hyperparams": {"file": hp.source, "key": hp.key, "entry": hp.raw}, "training_time_s": round(elapsed, 3),
-        "num_threads": num_threads,
-    }
+    sidecar = sidecar_at(model.num_timesteps, training_time_s=round(elapsed, 3))
     sc_path = write_sidecar(out, sidecar)
-    return TrainResult(out, sc_path, int(model.num_timesteps), elapsed, sidecar, model)
+    return TrainResult(out, sc_path, int(model.num_timesteps), elapsed, sidecar, model,
+                       validation.evaluated_seeds if validation is not None else [])
 
 
-__all__ = ["TRAIN_SEED_RANGE", "TrainResult", "VALIDATION_SEED_RANGE", "train"]
+def train_recipe(recipe: "str | Path | Recipe", out: str | Path | None = None, *,
+                 zoo_dir: "str | Path | Sequence[str | Path] | None" = None, **options: Any) -> TrainResult:
+    """Train exactly the zoo recipe ``recipe`` (a :class:`~.zoo.Recipe`, a ``.yml`` path or a zoo name:
+    ``NAME``, ``zoo/NAME``; docs/agents.md "The agent zoo") and save ``out`` (default ``NAME.zip`` in
+    the working directory) with its sidecar.  ``options`` are :func:`train`'s run-time keywords that
+    do not change what is learned: ``progress_bar``, ``tensorboard_log``, ``checkpoint_freq``,
+    ``eval_freq``, ``eval_episodes``, ``num_threads``, ``verbose``, ``time_limit_s``, ``vec_env``,
+    ``allow_imports``.
+
+    Raises:
+        ScenarioError: an unknown recipe name (the message lists the known ones), a bad recipe, or an
+            option that would change the recipe (path ``--recipe``)."""
+    from .zoo import Recipe, find_recipe
+
+    bad = sorted(set(options) - set(RUNTIME_OPTIONS))
+    if bad:
+        raise ScenarioError("--recipe", f"a recipe fixes {bad}; edit a copy of the recipe instead")
+    rec = recipe if isinstance(recipe, Recipe) else find_recipe(recipe, zoo_dir)
+    return train(rec.env_id, rec.scenario, rec.algo, rec.n_timesteps, out if out is not None else f"{rec.name}.zip",
+                 seed=rec.seed, overrides=rec.overrides, n_envs=None, recipe=rec, **options)
+
+
+#: keywords of :func:`train` that :func:`train_recipe` accepts (they do not change what is learned)
+RUNTIME_OPTIONS = ("progress_bar", "tensorboard_log", "checkpoint_freq", "eval_freq", "eval_episodes", "num_threads",
+                   "verbose", "time_limit_s", "vec_env", "allow_imports")
+
+
+__all__ = ["RUNTIME_OPTIONS", "TRAIN_SEED_RANGE", "TrainResult", "VALIDATION_SEED_RANGE", "set_torch_threads", "train",
+           "train_recipe", "validation_seeds"]

@@ -85,10 +85,26 @@ class RoutingFeatures(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     Global features: ``progress``, mean ``server_free_frac`` over real servers, the share of valid
     candidates that must wait, the number of valid candidates / K, and the output length /
-    ``token_scale``.  Every feature is clipped into [0, ``clip``]."""
+    ``token_scale``.
+
+    With the env's load features (``config["load_features"]``, on for the live-engine ids; docs/envs.md
+    "Load features"), each candidate also gets ``LOAD_PER_CAND`` features, after the K × ``PER_CAND``
+    block: with E_k = ``cand_load_per_token_s[k]`` (ws-rr-load's estimate) and E* its least valid value,
+
+    0. E_k / E* − 1;
+    1. 1 if E_k = E* (the candidate ws-rr-load would pick among these);
+    2. ``cand_active_max[k]`` / (1 + ``cand_active_max[k]``);
+    3. ``cand_queued_max_s[k]`` / T*;
+    4. ``cand_step_ewma_max_s[k]`` / E* (recent observed step time against the best estimate);
+    5. ``cand_free_min[k]``.
+
+    With the defer action (``config["defer_s"]``), two more global features: ``request_defers_frac`` and
+    ``request_age_s`` / T*.  Every feature is clipped into [0, ``clip``]."""
 
     PER_CAND = 12
     GLOBAL = 5
+    LOAD_PER_CAND = 6
+    DEFER_GLOBAL = 2
 
     def __init__(self, env: gym.Env, clip: float = 10.0, max_hops: int = 16, token_scale: float = 1024.0):
         """Wrap a RequestRouting env (see the class docstring).
@@ -106,57 +122,113 @@ class RoutingFeatures(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         self.K = int(space["cand_mask"].shape[0])
         self.S = int(space["server_mask"].shape[0])
         self.clip, self.max_hops, self.token_scale = float(clip), float(max_hops), float(token_scale)
-        n = self.K * self.PER_CAND + self.GLOBAL
+        self.load = "cand_load_per_token_s" in space.spaces
+        self.defer = "request_age_s" in space.spaces
+        n = self.K * (self.PER_CAND + self.LOAD_PER_CAND * self.load) + self.GLOBAL + self.DEFER_GLOBAL * self.defer
+        self._structure_cache: dict[bytes, tuple] = {}
+        self._arange = np.arange(self.K, dtype=np.float64)
         self.observation_space = spaces.Box(low=0.0, high=np.float32(self.clip), shape=(n,), dtype=np.float32)
 
+    def _chain_structure(self, blocks_frac: np.ndarray) -> tuple:
+        """``(rows, cols, starts, w, w_sum)`` of the K×S block matrix: the candidates with a server
+        (rows), the servers of each in order (cols, flattened row-major), each row's first entry in
+        cols, the block fractions there and their per-row sums.  Cached by content (the candidate
+        lists of an episode repeat: the env caches them per (client, prompt, output))."""
+        key = blocks_frac.tobytes()
+        hit = self._structure_cache.get(key)
+        if hit is None:
+            blocks = blocks_frac.astype(np.float64).reshape(self.K, self.S)
+            on = blocks > 0
+            counts = on.sum(axis=1)
+            rows = np.flatnonzero(counts)
+            cols = np.nonzero(on)[1]
+            starts = np.concatenate(([0], np.cumsum(counts[rows])[:-1])).astype(np.intp)
+            w = blocks[on]
+            w_sum = np.add.reduceat(w, starts) if rows.size else w
+            if len(self._structure_cache) >= 4096:
+                self._structure_cache.clear()
+            hit = self._structure_cache[key] = (rows, cols, starts, w, w_sum)
+        return hit
+
     def observation(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        K, S = self.K, self.S
-        valid = (np.asarray(obs["cand_mask"]) > 0.5) & (np.asarray(obs["cand_fits"]) > 0.5)
-        static = np.asarray(obs["cand_static_s"], dtype=np.float64)
-        wait = np.asarray(obs["cand_wait_s"], dtype=np.float64)
+        # vectorised over the K candidates (issue 13 item 7): no per-candidate Python loop
+        K = self.K
+        valid = (obs["cand_mask"] > 0.5) & (obs["cand_fits"] > 0.5)
+        static = obs["cand_static_s"].astype(np.float64)
+        wait = obs["cand_wait_s"].astype(np.float64)
         total = static + wait
-        feats = np.zeros((K, self.PER_CAND), dtype=np.float64)
-        n_valid = int(valid.sum())
+        n_valid = int(np.count_nonzero(valid))
+        free = obs["server_free_frac"].astype(np.float64)
         if n_valid:
             best = float(total[valid].min())
             scale = best if best > 0 else 1.0
-            blocks = np.asarray(obs["cand_blocks_frac"], dtype=np.float64).reshape(K, S)
-            free = np.asarray(obs["server_free_frac"], dtype=np.float64)
-            nxt = np.asarray(obs["server_next_release_s"], dtype=np.float64)
             order = np.argsort(np.where(valid, total, np.inf), kind="stable")
             rank = np.empty(K)
-            rank[order] = np.arange(K)
-            on = blocks > 0
+            rank[order] = self._arange
             least_wait = float(wait[valid].min())
             waits_least = valid & (wait <= least_wait + 1e-9)
             cheapest_of_least = int(np.argmin(np.where(waits_least, static, np.inf)))
-            for k in np.flatnonzero(valid):
-                f = feats[k]
-                f[0] = 1.0
-                f[1] = total[k] / scale - 1.0
-                f[2] = static[k] / scale
-                f[3] = wait[k] / scale
-                f[4] = 1.0 if total[k] <= best * (1 + 1e-9) else 0.0
-                f[5] = rank[k] / K
-                f[6] = float(obs["cand_hops"][k]) / self.max_hops
-                if on[k].any():
-                    fr = free[on[k]]
-                    f[7] = fr.min()
-                    f[8] = float(np.average(fr, weights=blocks[k, on[k]]))
-                    f[9] = nxt[on[k]].min() / scale
-                f[10] = 1.0 if waits_least[k] else 0.0
-                f[11] = 1.0 if k == cheapest_of_least else 0.0
+            # every column for every candidate, then the invalid rows zeroed in one np.where: the valid
+            # rows get exactly the floats of a per-candidate loop
+            f = np.zeros((K, self.PER_CAND), dtype=np.float64)
+            f[:, 0] = 1.0
+            f[:, 1] = total / scale - 1.0
+            f[:, 2] = static / scale
+            f[:, 3] = wait / scale
+            f[:, 4] = total <= best * (1 + 1e-9)
+            f[:, 5] = rank / K
+            f[:, 6] = obs["cand_hops"].astype(np.float64) / self.max_hops
+            rows, cols, starts, w, w_sum = self._chain_structure(obs["cand_blocks_frac"])
+            if rows.size:
+                fr = free[cols]
+                # per chain, over its servers in server order (the floats of a per-candidate loop)
+                f[rows, 7] = np.minimum.reduceat(fr, starts)
+                f[rows, 8] = np.add.reduceat(fr * w, starts) / w_sum       # block-weighted mean
+                f[rows, 9] = np.minimum.reduceat(obs["server_next_release_s"].astype(np.float64)[cols], starts) / scale
+            f[:, 10] = waits_least
+            f[cheapest_of_least, 11] = 1.0
+            feats = np.where(valid[:, None], f, 0.0)
+        else:
+            feats = np.zeros((K, self.PER_CAND), dtype=np.float64)
         g = np.zeros(self.GLOBAL, dtype=np.float64)
         g[0] = float(obs["progress"][0])
-        smask = np.asarray(obs["server_mask"]) > 0.5
-        g[1] = float(np.asarray(obs["server_free_frac"])[smask].mean()) if smask.any() else 0.0
-        g[2] = float((wait[valid] > 0).mean()) if n_valid else 0.0
+        smask = obs["server_mask"] > 0.5
+        if smask.any():     # the float32 mean of ndarray.mean: float32 sum, float64 division, float32 result
+            real = obs["server_free_frac"][smask]
+            g[1] = float(np.float32(float(real.sum()) / real.size))
+        g[2] = np.count_nonzero(wait[valid] > 0) / n_valid if n_valid else 0.0
         g[3] = n_valid / K
         g[4] = float(obs["request_tokens"][1]) / self.token_scale
-        out = np.concatenate([feats.ravel(), g]).astype(np.float32)
-        np.nan_to_num(out, copy=False, nan=0.0, posinf=self.clip, neginf=0.0)
-        np.clip(out, 0.0, self.clip, out=out)
+        parts = [feats.ravel()]
+        if self.load:
+            parts.append(self._load_features(obs, valid, n_valid, scale if n_valid else 1.0).ravel())
+        parts.append(g)
+        if self.defer:
+            parts.append(np.array([float(obs["request_defers_frac"][0]),
+                                   float(obs["request_age_s"][0]) / (scale if n_valid else 1.0)]))
+        out = np.concatenate(parts).astype(np.float32)
+        np.fmax(out, 0.0, out=out)          # NaN and −inf → 0 (fmax ignores NaN)
+        np.fmin(out, self.clip, out=out)    # +inf → clip
         return out
+
+    def _load_features(self, obs: Mapping[str, np.ndarray], valid: np.ndarray, n_valid: int,
+                       scale: float) -> np.ndarray:
+        """The K × ``LOAD_PER_CAND`` load block (class docstring); zeros for invalid candidates."""
+        f = np.zeros((self.K, self.LOAD_PER_CAND), dtype=np.float64)
+        if not n_valid:
+            return f
+        est = obs["cand_load_per_token_s"].astype(np.float64)
+        best = float(est[valid].min())
+        e_scale = best if best > 0 else 1.0
+        v = valid
+        active = obs["cand_active_max"][v].astype(np.float64)
+        f[v, 0] = est[v] / e_scale - 1.0
+        f[v, 1] = est[v] <= best * (1 + 1e-9)
+        f[v, 2] = active / (1.0 + active)
+        f[v, 3] = obs["cand_queued_max_s"][v].astype(np.float64) / scale
+        f[v, 4] = obs["cand_step_ewma_max_s"][v].astype(np.float64) / e_scale
+        f[v, 5] = obs["cand_free_min"][v]
+        return f
 
     def action_masks(self) -> np.ndarray:
         return self.env.get_wrapper_attr("action_masks")()

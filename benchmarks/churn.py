@@ -9,7 +9,8 @@
 2. Speed: the generated 1,000-server scenario of benchmarks/dynamics_speed.py (``even`` placement,
    ``shortest`` routing) with and without churn (exponential uptimes, mean 3,600 s, downtime 600 s),
    under ``serial`` (both runs step every token: the like-for-like comparison) and ``independent``
-   (without churn the analytic engine runs; with churn every token is stepped), for the given request
+   (without churn the analytic engine runs; with churn every token is stepped, served inline between
+   control events by distllm_env/live/fastforward.py), for the given request
    counts (issue target: 100,000 requests, churn < 2 × no churn).
 
 Usage: python benchmarks/churn.py [--seeds 10] [--presets clustered-churn,petals-swarm-churn]

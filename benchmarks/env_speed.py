@@ -4,12 +4,15 @@ Each id is stepped with a masked-random policy (uniform over ``info["action_mask
 ``--seconds`` seconds of wall time, resetting with seeds 0, 1, 2, … at the end of each episode, so
 the rate includes the resets an RL run pays.  Reported per id: steps/s, mean reset time, mean step
 time, episodes.  Targets (issue 5): RequestRouting on paper-clustered ≥ 2,000 steps/s and on
-paper-gtsce ≥ 200 steps/s.
+paper-gtsce ≥ 200 steps/s; issue 13 item 7: RequestRouting on paper-clustered through the default
+training wrapper ``RoutingFeatures`` ≥ 5,000 steps/s (the rows marked ``+RoutingFeatures``, measured
+for every RequestRouting id in ``WRAPPED``).
 
     python benchmarks/env_speed.py                       # every registered id
     python benchmarks/env_speed.py --ids distllm/RequestRouting-PaperClustered-v0 --seconds 10
     python benchmarks/env_speed.py --json speed.json
     python benchmarks/env_speed.py --azure                # the Azure presets only (issue 11)
+    python benchmarks/env_speed.py --wrapped-only         # only the +RoutingFeatures rows
 
 Wall-clock numbers depend on the machine and on what else runs on it; re-run before quoting them.
 The ``/cpu-s`` column (steps per second of this process's CPU time) is less sensitive to a shared
@@ -37,6 +40,12 @@ TARGETS = {
     "distllm/RequestRouting-AzureCodeSwarm-v0": 2000.0,
     "distllm/RequestRouting-AzureConvSerial-v0": 2000.0,
 }
+#: targets of the rows stepped through :class:`~distllm_env.agents.wrappers.RoutingFeatures` (issue 13 item 7)
+WRAPPED_TARGETS = {"distllm/RequestRouting-PaperClustered-v0": 5000.0}
+#: the ids also measured through RoutingFeatures
+WRAPPED = ("distllm/RequestRouting-PaperClustered-v0", "distllm/RequestRouting-AzureConvSwarm-v0",
+           "distllm/RequestRouting-AzureConvSerial-v0", "distllm/RequestRouting-AzureCodeSwarm-v0")
+WRAP_SUFFIX = " +RoutingFeatures"
 
 
 def azure_ids() -> list[str]:
@@ -44,8 +53,12 @@ def azure_ids() -> list[str]:
     return [k for k in registered_ids() if k.startswith("distllm/RequestRouting-Azure")]
 
 
-def measure(env_id: str, seconds: float, seed0: int = 0, config: dict | None = None) -> dict:
+def measure(env_id: str, seconds: float, seed0: int = 0, config: dict | None = None, wrapped: bool = False) -> dict:
     env = gym.make(env_id, disable_env_checker=True, **({"config": config} if config else {}))
+    if wrapped:
+        from distllm_env.agents.wrappers import RoutingFeatures
+
+        env = RoutingFeatures(env)
     rng = np.random.default_rng(12345)
     # warm-up: imports, first placement, caches
     _, info = env.reset(seed=seed0)
@@ -72,11 +85,11 @@ def measure(env_id: str, seconds: float, seed0: int = 0, config: dict | None = N
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu0
     env.close()
-    return {"env_id": env_id, "steps": steps, "episodes": episodes, "wall_s": wall, "cpu_s": cpu,
+    return {"env_id": env_id + (WRAP_SUFFIX if wrapped else ""), "steps": steps, "episodes": episodes, "wall_s": wall, "cpu_s": cpu,
             "steps_per_s": steps / wall if wall > 0 else float("nan"),
             "steps_per_cpu_s": steps / cpu if cpu > 0 else float("nan"),
             "step_ms": 1e3 * step_t / max(steps, 1), "reset_ms": 1e3 * reset_t / (episodes + 1),
-            "target_steps_per_s": TARGETS.get(env_id)}
+            "target_steps_per_s": (WRAPPED_TARGETS if wrapped else TARGETS).get(env_id)}
 
 
 def main(argv=None) -> int:
@@ -85,24 +98,29 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="wall time per id (default 3)")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     ap.add_argument("--azure", action="store_true", help="only the RequestRouting ids of the Azure presets")
+    ap.add_argument("--wrapped-only", action="store_true", help="only the RoutingFeatures rows")
     args = ap.parse_args(argv)
     ids = args.ids or (azure_ids() if args.azure else registered_ids())
+    runs = [] if args.wrapped_only else [(i, False) for i in ids]
+    known = set(registered_ids())
+    runs += [(i, True) for i in WRAPPED if i in known and (i in ids or (args.wrapped_only and not args.ids))]
     print(f"distllm-env {distllm_env.__version__}, gymnasium {gym.__version__}, numpy {np.__version__}, "
           f"Python {platform.python_version()} on {platform.machine()}; masked-random policy, "
           f"{args.seconds:g} s per id (resets included)")
-    print(f"{'env id':48s} {'steps/s':>9s} {'/cpu-s':>8s} {'step ms':>8s} {'reset ms':>9s} {'episodes':>8s}  target")
+    print(f"{'env id':64s} {'steps/s':>9s} {'/cpu-s':>8s} {'step ms':>8s} {'reset ms':>9s} {'episodes':>8s}  target")
     rows, failed = [], False
-    for env_id in ids:
-        row = measure(env_id, args.seconds)
+    for env_id, wrapped in runs:
+        row = measure(env_id, args.seconds, wrapped=wrapped)
         rows.append(row)
-        tgt = row["target_steps_per_s"] or (2000.0 if env_id.startswith("distllm/RequestRouting-Azure") else None)
+        tgt = row["target_steps_per_s"] or (2000.0 if env_id.startswith("distllm/RequestRouting-Azure")
+                                            and not wrapped else None)
         row["target_steps_per_s"] = tgt
         verdict = ""
         if tgt is not None:
             ok = row["steps_per_s"] >= tgt
             failed |= not ok
             verdict = f"≥ {tgt:g}: {'met' if ok else 'MISSED'}"
-        print(f"{env_id:48s} {row['steps_per_s']:9.0f} {row['steps_per_cpu_s']:8.0f} {row['step_ms']:8.3f} {row['reset_ms']:9.1f} "
+        print(f"{row['env_id']:64s} {row['steps_per_s']:9.0f} {row['steps_per_cpu_s']:8.0f} {row['step_ms']:8.3f} {row['reset_ms']:9.1f} "
               f"{row['episodes']:8d}  {verdict}")
         sys.stdout.flush()
     if args.json:

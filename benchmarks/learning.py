@@ -2,8 +2,9 @@
 
     python benchmarks/learning.py                      # every part, ≤ 20 min of MaskablePPO training each
     python benchmarks/learning.py --parts routing --minutes 5 --seeds 10
+    python benchmarks/learning.py --reuse --seeds 40 --workers 2     # evaluation seeds in 2 processes
 
-Parts (each trains MaskablePPO with the shipped agents/maskable_ppo.yml, stops after ``--minutes`` of
+Parts (each but ``placement-zoo`` trains MaskablePPO with the shipped agents/maskable_ppo.yml, stops after ``--minutes`` of
 wall-clock training or ``--timesteps`` steps, and evaluates on held-out seeds 10 000 … with all
 allocation delays 0, through ``distllm_env.agents.evaluate`` — i.e. ``compare()`` against every
 baseline of the decision):
@@ -22,6 +23,26 @@ baseline of the decision):
   ``topology={geo: {num_nodes: 48}}``: 48 shipped cities drawn per seed) and evaluated on the real
   Bellcanada topology (the ``contended`` setting), next to the in-domain model when ``contended``
   ran in the same invocation.
+* ``placement-zoo`` — no training: the *shipped* zoo placement ``zoo:placement-sessions`` (docs/agents.md,
+  "Shipped agents") at λ = 4 req/s on ``paper-bellcanada`` and ``paper-gtsce``, with equal allocation
+  delays for every policy (``equal:60`` and ``zero``): learned / best non-learned (``cg-bp-tuned``) /
+  default CG-BP / the hindsight oracle over the sessions grid side by side, with the margins and a
+  pass/fail per issue-13 target (≥ 25 % below default CG-BP; ≤ 2 % above cg-bp-tuned).  ``--retrain``
+  retrains the model from its recipe into ``--out-dir`` (timed) and checks that its evaluation equals the
+  shipped one within noise (the 95 % CI half-width over seeds of the shipped model's mean).
+
+    python benchmarks/learning.py --parts placement-zoo --seeds 10 [--retrain]
+
+* ``routing-zoo`` — no training: the *shipped* zoo router ``zoo:router-azure-conv`` (trained on
+  ``azure-conv-swarm``) on the full ``azure-conv-swarm`` preset and on two settings it never saw
+  (``azure-code-swarm``: another trace and load; ``azure-conv-swarm`` from minute 50 of the trace on a
+  sparser, longer-routed topology), with one allocation-delay rule for every policy
+  (``--allocation-delays``, default ``zero``): learned / WS-RR / best non-learned (``ws-rr-load``,
+  ``opt-rr``) / the ``lookahead`` oracle (on ``--oracle-seeds`` seeds) side by side, the margins and a
+  pass/fail per issue-13 Routing target (≥ 10 % below WS-RR; ≤ 1 % above the best non-learned router;
+  ≥ 5 % below it where the oracle shows ≥ 5 % headroom).  ``--retrain`` as for ``placement-zoo``.
+
+    python benchmarks/learning.py --parts routing-zoo --seeds 5 --oracle-seeds 1 [--retrain]
 
 Prints per part: training wall time and steps, the per-policy table and the margins
 1 − learned / baseline; writes everything to ``--out-dir``/learning.json and the models next to it.
@@ -44,7 +65,9 @@ from distllm_env.agents.evaluate import evaluate
 from distllm_env.agents.train import train
 from distllm_env.api import place
 from distllm_env.commands.common import format_table
+from distllm_env.errors import ScenarioError
 from distllm_env.outputs import json_safe
+from distllm_env.parallel import add_parallel_args, parallel_from
 from distllm_env.rng import generators, seed_streams
 
 CGBP_05 = "policy_defaults.options.cg-bp.arrival_rate_per_s=0.5"
@@ -106,6 +129,7 @@ class SameCachePlacement:
 
 def run_part(name: str, args, out_dir: Path, models: dict) -> dict:
     st = SETTINGS[name]
+    parallel = parallel_from(args)      # evaluation seeds in parallel; identical numbers to a serial run
     model_path = out_dir / f"{name}.zip"
     seeds = list(range(10_000, 10_000 + args.seeds))
     print(f"\n=== {name}: {st['env']} on {st['scenario']} {st['overrides']} ===", flush=True)
@@ -127,12 +151,13 @@ def run_part(name: str, args, out_dir: Path, models: dict) -> dict:
     if name == "placement":
         extra = [SameCachePlacement("petals")]
     t0 = time.perf_counter()
-    ev = evaluate(model_path, eval_sc, seeds, overrides=eval_ov)
+    ev = evaluate(model_path, eval_sc, seeds, overrides=eval_ov, **parallel)
     res_rows = ev.compare.results
     margins = ev.margins
     if extra:
         from distllm_env.compare import compare
 
+        # serial: SameCachePlacement lives in this script's __main__, which worker processes cannot import
         more = compare(load_scenario(eval_sc, eval_ov), [*extra], seeds, allocation_delays={})
         mine = {r["seed"]: r["mean_per_token_time_s"] for r in ev.compare.per_seed if r["policy"] == ev.policy_label}
         for p in more.policies:
@@ -161,7 +186,7 @@ def run_part(name: str, args, out_dir: Path, models: dict) -> dict:
             print(f"lower bound (zero-wait static optimum) {lb:.4f} s/token → no router can beat cg-bp+petals by more "
                   f"than {1 - lb / petals:.2%}")
     if name == "generalisation" and "contended" in models:
-        ev2 = evaluate(models["contended"], eval_sc, seeds, overrides=eval_ov, policies=["petals", "ws-rr"])
+        ev2 = evaluate(models["contended"], eval_sc, seeds, overrides=eval_ov, policies=["petals", "ws-rr"], **parallel)
         out["in_domain_model"] = {"model": str(models["contended"]), "margins": ev2.margins}
         lm = ev2.margins[0]["learned_mean_s"]
         print(f"in-domain model (trained on paper-bellcanada itself): {lm:.4f} s/token; generalising model: "
@@ -170,24 +195,299 @@ def run_part(name: str, args, out_dir: Path, models: dict) -> dict:
     return out
 
 
+# -- placement-zoo: the shipped placement agent against issue 13's "Placement" target ----------------------
+ZOO_PLACEMENT = "placement-sessions"          # agents/zoo/placement-sessions.yml (docs/agents.md, "Shipped agents")
+ZOO_PLACEMENT_SCENARIOS = {"paper-bellcanada": "distllm/BlockPlacementSessions-PaperBellcanada-v0",
+                           "paper-gtsce": "distllm/BlockPlacementSessions-PaperGtsce-v0"}
+ZOO_PLACEMENT_OVERRIDES = ["workload.arrival_rate_per_s=4"]
+ZOO_PLACEMENT_DELAYS = {"equal:60": 60.0, "zero": 0.0}     # equal delays for every policy, the learned one included
+TARGET_BELOW_CGBP = 0.25      # issue 13 "Targets": ≥ 25 % below default CG-BP …
+TARGET_VS_BEST = 0.02         # … and within 2 % of cg-bp-tuned, or better
+
+
+def _grid_oracle(scenario: str, delay_s: float, seeds) -> dict:
+    """Hindsight oracle of the sessions action: per seed, the least mean per-token time over every
+    feasible |R| of the sessions grid (CG-BP(|R|) + the env's router, docs/envs.md "The sessions action"),
+    played through the env itself at λ = 4 with ``delay_s`` charged per request."""
+    import gymnasium as gym
+
+    env = gym.make(ZOO_PLACEMENT_SCENARIOS[scenario], overrides=ZOO_PLACEMENT_OVERRIDES,
+                   config={"arrival_rate_per_s": None, "allocation_delay_s": delay_s})
+    best, per_r = {}, {}
+    for seed in seeds:
+        _, info = env.reset(seed=seed)
+        grid, mask = info["sessions_grid"], env.unwrapped.action_masks()
+        vals = {}
+        for a in np.flatnonzero(mask):
+            env.reset(seed=seed)
+            vals[grid[a]] = float(env.step(int(a))[4]["summary"]["mean_per_token_time_s"])
+        per_r[seed] = vals
+        best[seed] = min(vals.items(), key=lambda kv: (kv[1], kv[0]))
+    env.close()
+    return {"best": best, "per_sessions": per_r}
+
+
+def _ci95(x) -> float:
+    """Half-width of the normal 95 % CI of the mean of ``x`` over seeds (0 for one value)."""
+    x = np.asarray(x, dtype=float)
+    return float(1.96 * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
+
+
+def _zoo_placement_eval(model, seeds, parallel) -> dict:
+    """``{(scenario, delays): row}``: the learned model, default CG-BP, cg-bp-tuned, PETALS and the grid
+    oracle, per-seed values and chosen |R|, margins and pass/fail against the issue-13 targets."""
+    rows = {}
+    for sc in ZOO_PLACEMENT_SCENARIOS:
+        for rule, delay_s in ZOO_PLACEMENT_DELAYS.items():
+            ev = evaluate(model, sc, seeds, overrides=ZOO_PLACEMENT_OVERRIDES, policies=["cg-bp", "cg-bp-tuned", "petals"],
+                          allocation_delays=rule, **parallel)
+            per = {}
+            chosen = {}
+            for r in ev.compare.per_seed:
+                per.setdefault(r["policy"], {})[r["seed"]] = r["mean_per_token_time_s"]
+                if r["policy"] == ev.policy_label:
+                    chosen[r["seed"]] = (r.get("placement_diagnostics") or {}).get("sessions")
+            label = {p.split("+")[0]: p for p in per}
+            mine = np.array([per[ev.policy_label][s] for s in seeds])
+            cgbp = np.array([per[label["cg-bp"]][s] for s in seeds])
+            tuned = np.array([per[label["cg-bp-tuned"]][s] for s in seeds])
+            petals = per.get(label.get("petals", ""), {})
+            orc = _grid_oracle(sc, delay_s, seeds)
+            oracle = np.array([orc["best"][s][1] for s in seeds])
+            # the oracle replays the env the learned policy plays: at the chosen |R| both must agree
+            consistent = all(abs(orc["per_sessions"][s].get(chosen[s], np.nan) - per[ev.policy_label][s]) <= 1e-9
+                             for s in seeds)
+            below_cgbp = float(1 - mine.mean() / cgbp.mean())
+            vs_tuned = float(mine.mean() / tuned.mean() - 1)
+            rows[(sc, rule)] = {
+                "scenario": sc, "allocation_delays": rule, "learned_s": float(mine.mean()),
+                "learned_ci95_s": _ci95(mine), "cg_bp_s": float(cgbp.mean()), "cg_bp_tuned_s": float(tuned.mean()),
+                "petals_s": float(np.mean([petals[s] for s in seeds])) if petals else None,
+                "oracle_s": float(oracle.mean()), "below_cg_bp": below_cgbp, "vs_cg_bp_tuned": vs_tuned,
+                "above_oracle": float(mine.mean() / oracle.mean() - 1),
+                "pass_below_cg_bp": below_cgbp >= TARGET_BELOW_CGBP, "pass_vs_best": vs_tuned <= TARGET_VS_BEST,
+                "learned_sessions": [chosen[s] for s in seeds],
+                "cg_bp_tuned_sessions": sorted({(r.get("placement_diagnostics") or {}).get("sessions")
+                                                for r in ev.compare.per_seed if r["policy"] == label["cg-bp-tuned"]}),
+                "oracle_sessions": [orc["best"][s][0] for s in seeds], "oracle_consistent": consistent,
+                "learned_per_seed_s": mine.tolist(), "notes": ev.notes}
+    return rows
+
+
+def _print_zoo_placement(rows: dict) -> None:
+    print(format_table([{
+        "scenario": r["scenario"], "delays": r["allocation_delays"], "learned_s": r["learned_s"],
+        "cg-bp-tuned_s": r["cg_bp_tuned_s"], "cg-bp_s": r["cg_bp_s"], "oracle_s": r["oracle_s"],
+        "below_cg-bp": f"{r['below_cg_bp']:+.1%} {'PASS' if r['pass_below_cg_bp'] else 'FAIL'}",
+        "vs_cg-bp-tuned": f"{r['vs_cg_bp_tuned']:+.2%} {'PASS' if r['pass_vs_best'] else 'FAIL'}",
+        "vs_oracle": f"{r['above_oracle']:+.2%}",
+        "|R| learned/tuned/oracle": f"{','.join(map(str, sorted(set(r['learned_sessions']))))}/"
+                                    f"{','.join(map(str, r['cg_bp_tuned_sessions']))}/"
+                                    f"{','.join(map(str, sorted(set(r['oracle_sessions']))))}",
+    } for r in rows.values()]))
+
+
+def run_placement_zoo(args, out_dir: Path) -> dict:
+    """The shipped zoo placement (:data:`ZOO_PLACEMENT`) at λ = 4 on paper-bellcanada and paper-gtsce,
+    held-out seeds 10 000 …, equal allocation delays (60 s and 0) for every policy: learned / best
+    non-learned (cg-bp-tuned) / default CG-BP / grid oracle, margins and pass/fail per target.
+
+    ``--retrain``: retrain from the recipe into ``--out-dir`` (timed), evaluate the retrained model the
+    same way and check its mean per-token time equals the shipped model's within noise, i.e. within the
+    95 % CI half-width over seeds of the shipped model's mean (1.96·sd/√n of its per-seed values); also
+    reports whether the weights are bit-identical (one torch thread, same library versions)."""
+    import hashlib
+    import zipfile
+
+    from distllm_env.agents.train import train_recipe
+    from distllm_env.agents.zoo import model_path
+
+    parallel = parallel_from(args)
+    seeds = list(range(10_000, 10_000 + args.seeds))
+    shipped = model_path(ZOO_PLACEMENT)
+    side = json.loads(shipped.with_suffix(".json").read_text())
+    print(f"\n=== placement-zoo: zoo:{ZOO_PLACEMENT} ({side['algo']}, {side['timesteps']} steps, trained in "
+          f"{side['training_time_s']:.0f} s) at λ = 4 /s, seeds {seeds[0]}…{seeds[-1]} ===", flush=True)
+    t0 = time.perf_counter()
+    rows = _zoo_placement_eval(f"zoo:{ZOO_PLACEMENT}", seeds, parallel)
+    _print_zoo_placement(rows)
+    bad = [k for k, r in rows.items() if not r["oracle_consistent"]]
+    if bad:
+        print(f"WARNING: the grid oracle's value at the learned |R| differs from the evaluation on {bad}")
+    met = all(r["pass_below_cg_bp"] and r["pass_vs_best"] for r in rows.values())
+    print(f"Placement target (≥ {TARGET_BELOW_CGBP:.0%} below cg-bp and ≤ {TARGET_VS_BEST:.0%} above cg-bp-tuned, "
+          f"both presets, both delay rules): {'PASS' if met else 'FAIL'}  (evaluation {time.perf_counter() - t0:.0f} s)")
+    out = {"model": str(shipped), "training_time_s": side["training_time_s"], "timesteps": side["timesteps"],
+           "seeds": seeds, "overrides": ZOO_PLACEMENT_OVERRIDES, "rows": list(rows.values()), "target_met": met}
+    if args.retrain:
+        path = out_dir / f"{ZOO_PLACEMENT}.zip"
+        res = train_recipe(ZOO_PLACEMENT, path, progress_bar=False)
+        print(f"retrained {ZOO_PLACEMENT} from its recipe: {res.timesteps} steps in {res.training_time_s:.0f} s",
+              flush=True)
+        digest = [hashlib.sha256(zipfile.ZipFile(p).read("policy.pth")).hexdigest() for p in (shipped, res.model_path)]
+        again = _zoo_placement_eval(res.model_path, seeds, parallel)
+        checks = []
+        for k, r in rows.items():
+            diff = again[k]["learned_s"] - r["learned_s"]
+            checks.append({"scenario": k[0], "delays": k[1], "shipped_s": r["learned_s"], "retrained_s": again[k]["learned_s"],
+                           "diff_s": diff, "noise_s": r["learned_ci95_s"],
+                           "within_noise": abs(diff) <= r["learned_ci95_s"] + 1e-12})
+        print(format_table([{**c, "within_noise": "PASS" if c["within_noise"] else "FAIL"} for c in checks]))
+        print(f"retrained weights bit-identical to the shipped ones: {digest[0] == digest[1]}")
+        out["retrain"] = {"model": str(res.model_path), "training_time_s": res.training_time_s,
+                          "timesteps": res.timesteps, "weights_identical": digest[0] == digest[1], "checks": checks,
+                          "reproduced": all(c["within_noise"] for c in checks)}
+    return out
+
+
+#: parts that evaluate a shipped zoo model instead of training one (``--retrain`` retrains it from its recipe)
+ZOO_PARTS = {"placement-zoo": run_placement_zoo}
+
+
+#: ``routing-zoo`` part (issue 13, "Targets": Routing): the shipped router ``zoo:router-azure-conv``
+#: (agents/zoo/router-azure-conv.yml, trained on azure-conv-swarm) on its full preset and on two settings
+#: it never saw: another trace and load (azure-code-swarm), and another trace window and topology.
+ROUTING_ZOO = {
+    "model": "router-azure-conv",
+    "settings": [
+        ("in-domain", "azure-conv-swarm", []),
+        ("held-out: code trace", "azure-code-swarm", []),
+        ("held-out: window + topology", "azure-conv-swarm",
+         ["workload.trace_offset.seconds=3000", "topology.geo.k_nearest=2", "topology.geo.route_factor=2.0"]),
+    ],
+    "heuristics": ["ws-rr", "ws-rr-load", "opt-rr"],   # the non-learned routers run on every seed
+    "oracle": "lookahead",                             # ~130 s per seed alone on azure: --oracle-seeds of them
+}
+#: the Routing target of issue 13: ≥ 10 % below WS-RR, ≤ 1 % above the best non-learned router, and ≥ 5 %
+#: below it where the oracle shows ≥ 5 % headroom over the other non-learned routers
+ROUTING_TARGETS = {"vs_ws_rr": 0.10, "vs_best": -0.01, "headroom": 0.05}
+
+
+def _per_seed(ev, label_of) -> dict:
+    """{policy name: {seed: mean per-token time}} of an evaluation (label_of: compare label → name)."""
+    out: dict = {}
+    for r in ev.compare.per_seed:
+        out.setdefault(label_of(r["policy"]), {})[r["seed"]] = r["mean_per_token_time_s"]
+    return out
+
+
+def run_routing_zoo(args, out_dir: Path) -> dict:
+    """The shipped router against WS-RR, the best non-learned router and the lookahead oracle, with the
+    margins 1 − learned / other and pass/fail per target (``ROUTING_TARGETS``), per setting."""
+    from distllm_env.agents.train import train_recipe
+    from distllm_env.agents.zoo import MODEL_PREFIX
+
+    parallel = parallel_from(args)
+    name = ROUTING_ZOO["model"]
+    seeds = list(range(10_000, 10_000 + args.seeds))
+    oracle_seeds = seeds[:max(0, min(args.oracle_seeds, len(seeds)))]
+    models = {"shipped": f"{MODEL_PREFIX}{name}"}
+    out: dict = {"model": models["shipped"], "seeds": seeds, "oracle_seeds": oracle_seeds,
+                 "allocation_delays": args.allocation_delays, "settings": {}}
+    print(f"\n=== routing-zoo: {models['shipped']}, held-out seeds {seeds[0]}…{seeds[-1]}, oracle "
+          f"({ROUTING_ZOO['oracle']}) on {len(oracle_seeds)} of them, allocation delays {args.allocation_delays} "
+          "for every policy ===", flush=True)
+    if args.retrain:
+        res = train_recipe(name, out_dir / f"{name}.zip", progress_bar=False)
+        models["retrained"] = str(res.model_path)
+        out["retrain"] = {"training_time_s": res.training_time_s, "timesteps": res.timesteps}
+        print(f"retrained from the recipe: {res.timesteps} steps in {res.training_time_s:.0f} s", flush=True)
+    for title, scenario, overrides in ROUTING_ZOO["settings"]:
+        t0 = time.perf_counter()
+        res: dict = {"scenario": scenario, "overrides": overrides}
+        by: dict = {}
+        for which, model in models.items():
+            ev = evaluate(model, scenario, seeds, overrides=overrides, policies=ROUTING_ZOO["heuristics"],
+                          allocation_delays=args.allocation_delays, **parallel)
+            name_of = lambda lbl, ev=ev, which=which: which if lbl == ev.policy_label else lbl.split("+")[-1]  # noqa: E731
+            by |= _per_seed(ev, name_of)
+        if oracle_seeds:
+            ev = evaluate(models["shipped"], scenario, oracle_seeds, overrides=overrides,
+                          policies=[ROUTING_ZOO["oracle"]], allocation_delays=args.allocation_delays, **parallel)
+            by[ROUTING_ZOO["oracle"]] = _per_seed(ev, lambda lbl: lbl.split("+")[-1])[ROUTING_ZOO["oracle"]]
+        mean = lambda pol, ss=seeds: float(np.mean([by[pol][s] for s in ss]))  # noqa: E731
+        heur = ROUTING_ZOO["heuristics"]
+        best = min(heur[1:], key=mean)                       # best of ws-rr-load, opt-rr (all seeds)
+        shown = {"shipped": f"learned:{name}", "retrained": f"learned:{name} (retrained)"}
+        rows = [{"policy": shown.get(p, p), "mean_per_token_time_s": mean(p), "seeds": len(seeds)} for p in [*models, *heur]]
+        t = {"learned_s": mean("shipped"), "ws_rr_s": mean("ws-rr"), "best_heuristic": best,
+             "best_heuristic_s": mean(best)}
+        t["vs_ws_rr"] = 1 - t["learned_s"] / t["ws_rr_s"]
+        t["vs_best"] = 1 - t["learned_s"] / t["best_heuristic_s"]
+        if oracle_seeds:
+            o = ROUTING_ZOO["oracle"]
+            rows.append({"policy": o, "mean_per_token_time_s": mean(o, oracle_seeds), "seeds": len(oracle_seeds)})
+            # on the oracle's seeds (paired): its headroom over every other non-learned router, the learned
+            # router against it, and against the best non-learned router there (oracle included)
+            others = min(mean(p, oracle_seeds) for p in heur)
+            t["oracle_s"], t["oracle_headroom"] = mean(o, oracle_seeds), 1 - mean(o, oracle_seeds) / others
+            t["vs_oracle"] = 1 - mean("shipped", oracle_seeds) / t["oracle_s"]
+            t["vs_best"] = min(t["vs_best"], 1 - mean("shipped", oracle_seeds) / min(others, t["oracle_s"]))
+        t["pass_vs_ws_rr"] = t["vs_ws_rr"] >= ROUTING_TARGETS["vs_ws_rr"]
+        t["pass_vs_best"] = t["vs_best"] >= ROUTING_TARGETS["vs_best"]
+        t["headroom_target"] = ("n/a: no oracle run" if not oracle_seeds else
+                                f"n/a: oracle headroom {t['oracle_headroom']:+.1%} < {ROUTING_TARGETS['headroom']:.0%}"
+                                if t["oracle_headroom"] < ROUTING_TARGETS["headroom"] else
+                                "pass" if t["vs_best"] >= ROUTING_TARGETS["headroom"] else "FAIL")
+        if "retrained" in models:       # within noise: the 95 % CI half-width over seeds of the shipped mean
+            t["retrained_s"] = mean("retrained")
+            t["retrained_vs_shipped"] = 1 - t["retrained_s"] / t["learned_s"]
+            vals = np.array([by["shipped"][s] for s in seeds])
+            t["noise_s"] = float(1.96 * vals.std(ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else 0.0
+            t["retrained_within_noise"] = abs(t["retrained_s"] - t["learned_s"]) <= t["noise_s"] + 1e-12
+        res |= {"rows": rows, "targets": t, "evaluation_time_s": time.perf_counter() - t0}
+        out["settings"][title] = res
+        print(f"\n--- {title}: {scenario} {overrides} ---")
+        print(format_table(rows))
+        print(format_table([
+            {"target": "≥ 10 % below ws-rr", "margin": f"{t['vs_ws_rr']:+.1%}",
+             "result": "pass" if t["pass_vs_ws_rr"] else "FAIL"},
+            {"target": f"≤ 1 % above the best non-learned ({best}{', lookahead' if oracle_seeds else ''})",
+             "margin": f"{t['vs_best']:+.1%}", "result": "pass" if t["pass_vs_best"] else "FAIL"},
+            {"target": "≥ 5 % below it where the oracle shows ≥ 5 % headroom",
+             "margin": f"{t['oracle_headroom']:+.1%} headroom" if oracle_seeds else "-",
+             "result": t["headroom_target"]}]))
+        if "retrained" in models:
+            print(f"retrained model {t['retrained_s']:.4f} s/token vs shipped {t['learned_s']:.4f} "
+                  f"({t['retrained_vs_shipped']:+.1%}; within noise ±{t['noise_s']:.4f}: {t['retrained_within_noise']})")
+        print(f"evaluation: {res['evaluation_time_s']:.0f} s", flush=True)
+    return out
+
+
+ZOO_PARTS["routing-zoo"] = run_routing_zoo
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="routing,contended,placement,generalisation")
+    ap.add_argument("--parts", default="routing,contended,placement,generalisation,placement-zoo")
     ap.add_argument("--minutes", type=float, default=20.0, help="training wall-clock limit per part (default 20)")
     ap.add_argument("--timesteps", type=int, default=None, help="training steps per part (default: per part)")
     ap.add_argument("--seeds", type=int, default=20, help="held-out evaluation seeds 10000… (default 20)")
     ap.add_argument("--train-seed", type=int, default=0)
     ap.add_argument("--out-dir", default="benchmarks/out/learning")
     ap.add_argument("--reuse", action="store_true", help="evaluate existing models in --out-dir instead of training")
+    ap.add_argument("--retrain", action="store_true",
+                    help="zoo parts: also retrain the shipped model from its recipe into --out-dir and check its "
+                         "evaluation equals the shipped one within noise")
+    ap.add_argument("--oracle-seeds", type=int, default=1,
+                    help="routing-zoo: run the lookahead oracle on the first N evaluation seeds (about 130 s per seed "
+                         "on azure; default 1, 0 = none)")
+    ap.add_argument("--allocation-delays", default="zero",
+                    help="routing-zoo: one delay rule for every policy, learned included: zero or equal:SECONDS")
+    add_parallel_args(ap)
     args = ap.parse_args(argv)
+    try:
+        parallel_from(args)             # a bad --workers / --ray-address before any training
+    except ScenarioError as exc:
+        ap.error(str(exc))
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    bad = [p for p in parts if p not in SETTINGS]
+    bad = [p for p in parts if p not in SETTINGS and p not in ZOO_PARTS]
     if bad:
-        ap.error(f"unknown parts {bad}; expected {list(SETTINGS)}")
+        ap.error(f"unknown parts {bad}; expected {list(SETTINGS) + list(ZOO_PARTS)}")
     print(f"distllm-env {distllm_env.__version__}; MaskablePPO ≤ {args.minutes:g} min per part; "
-          f"held-out seeds 10000…{10_000 + args.seeds - 1}; allocation delays 0 for every policy")
+          f"held-out seeds 10000…{10_000 + args.seeds - 1}; allocation delays 0 for every policy (zoo parts: equal delays, printed per row)")
     models: dict = {}
     report = {"version": distllm_env.__version__, "argv": sys.argv[1:], "parts": {}}
     previous = out_dir / "learning.json"
@@ -197,7 +497,7 @@ def main(argv=None) -> int:
         except json.JSONDecodeError:
             pass
     for p in parts:
-        report["parts"][p] = run_part(p, args, out_dir, models)
+        report["parts"][p] = ZOO_PARTS[p](args, out_dir) if p in ZOO_PARTS else run_part(p, args, out_dir, models)
         (out_dir / "learning.json").write_text(json.dumps(json_safe(report), indent=1) + "\n")
     print(f"\nwrote {out_dir / 'learning.json'}")
     return 0

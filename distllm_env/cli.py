@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "distllm_env.commands.split",
     "distllm_env.commands.train",
     "distllm_env.commands.evaluate",
+    "distllm_env.commands.zoo",
 ]
 
 

@@ -5,10 +5,12 @@ or ``module:Class``.  A ``module:Class`` (or an object passed from Python) provi
 rng)``, ``route(request, view, rng)`` or both; the missing decision takes the scenario's default.
 Every policy sees the same instance and workload per seed (common random numbers).
 
-Allocation delays: the scenario's per-family delays apply, except that a comparison including a
+Allocation delays (``allocation_delays=`` / ``--allocation-delays``, :func:`parse_allocation_delays`):
+``auto`` (default) charges the scenario's per-family delays, except that a comparison including a
 user's or learned policy — a ``module:Class``, an object, or a ``PLACEMENT+ROUTER`` pair with an
-import path on either side — sets all delays equal (0) unless ``allocation_delays`` says otherwise
-(docs/contracts.md §4–§5).  Every output states the delays used.
+import path on either side — sets all delays equal (0); ``scenario`` always charges the scenario's,
+``zero`` none, ``equal:SECONDS`` the same delay to every policy, learned ones included
+(docs/contracts.md §4–§5).  Every output states the rule and the delays used.
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ import numpy as np
 
 from ._version import __version__
 from .api import ALLOCATION_DELAY_NOTE, SimulationResult, simulate
+from .allocation_delays import ALLOCATION_DELAY_FORMS, AllocationDelayRule, parse_allocation_delays
 from .errors import PolicyLoadError
 from .outputs import add_data_attribution, json_safe, sidecar_json, write_csv
+from .parallel import map_seeds
 from .imports import is_import_path, load_object
 from .registry import (check_scenario_policies, default_placement, default_routing, family_delay_s, family_of,
                        make_placement, make_routing, split_policy_spec)
 from .scenario import Scenario, load_scenario
 
 RESULT_COLUMNS = ("policy", "family", "mean_per_token_time_s", "mean_per_token_time_s_std", "ttft_p50_s",
-                  "ttft_p95_s", "wait_mean_s", "algorithm_time_s", "num_rejected", "allocation_delay_s")
-
+                  "ttft_p95_s", "wait_mean_s", "algorithm_time_s", "num_rejected", "allocation_delay_s", "status")
 
 @dataclass(frozen=True)
 class ComparePolicy:
@@ -96,6 +99,12 @@ class CompareResult:
     per_seed: list[dict]
     meta: dict
     runs: dict = field(default_factory=dict, repr=False)   # (label, seed) -> SimulationResult
+    failures: dict = field(default_factory=dict, repr=False)   # label -> PolicyFailure (keep_going)
+
+    @property
+    def ok_labels(self) -> list[str]:
+        """Labels of the policies that ran on every seed (all but :attr:`failures`)."""
+        return [p.label for p in self.policies if p.label not in self.failures]
 
     def to_json(self) -> str:
         return json.dumps(json_safe({"meta": self.meta, "results": self.results, "per_seed": self.per_seed}),
@@ -134,12 +143,20 @@ class CompareResult:
 
 def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds: Sequence[int] = (0,),
             overrides: Sequence[str] = (), allocation_delays: Mapping[str, float] | None = None,
-            allow_imports: bool = False) -> CompareResult:
+            allow_imports: bool = False, *, workers: int = 1, backend: str = "process",
+            ray_address: str | None = None, keep_going: bool = False) -> CompareResult:
     """Simulate every policy on every seed and aggregate (means over seeds, ``num_rejected``
     included; std of the per-token time across seeds).  ``allocation_delays=None`` keeps the scenario's delays unless a user or
     learned policy takes part, in which case all delays are 0.  ``allow_imports=True`` lets the
     scenario's ``policy_defaults`` name import paths (README, "Trust boundary").  Every policy is
-    resolved before anything runs.
+    resolved before anything runs.  ``workers`` / ``backend`` / ``ray_address``: the (policy, seed)
+    runs in parallel (:func:`distllm_env.parallel.map_seeds`); the result is identical to the serial
+    run's, wall-clock ``algorithm_time_s`` aside.  ``allocation_delays``: a rule ``auto`` (None),
+    ``scenario``, ``zero``, ``equal:SECONDS`` or a ``{family: seconds}`` mapping
+    (:func:`parse_allocation_delays`, docs/contracts.md §4).  ``keep_going=True``: a policy that fails on a
+    seed (e.g. ``PlacementError``: PETALS on ``tiny``) gets a ``results`` row with NaN metrics and
+    ``status`` ``failed: <Type>: <reason>`` (also in ``meta["failed_policies"]``) and the others still run;
+    False (default): the exception propagates.
 
     Raises:
         ScenarioError: a bad scenario or override (:func:`distllm_env.load_scenario`), an import
@@ -154,19 +171,21 @@ def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds
     labels = [p.label for p in resolved]
     if len(set(labels)) != len(labels):
         raise PolicyLoadError(f"duplicate policies in {labels}")
-    if allocation_delays is None:
-        delays = {} if any(p.user for p in resolved) else dict(sc.simulator.allocation_delay_s)
-        delay_rule = ("equal (0): a user or learned policy takes part" if any(p.user for p in resolved)
-                      else "the scenario's per-family delays" if delays else "the scenario sets none")
-    else:
-        delays = dict(allocation_delays)
-        delay_rule = "given by the caller" if delays else "none, as the caller asked"
-    per_seed, results, runs = [], [], {}
+    rule = parse_allocation_delays(allocation_delays, "allocation_delays")
+    delays, delay_rule = rule.resolve(sc, any(p.user for p in resolved))
+    per_seed, results, runs, failures = [], [], {}, {}
+    tasks = [(sc, pol.placement, pol.routing, seed, delays, allow_imports, keep_going) for pol in resolved
+             for seed in seeds]
+    sims = iter(map_seeds(_simulate_task, tasks, workers, backend, ray_address))
     for pol in resolved:
         rows = []
-        for seed in seeds:
-            res: SimulationResult = simulate(sc, pol.placement, pol.routing, seed=seed, allocation_delays=delays,
-                                             allow_imports=allow_imports)
+        outs = [next(sims) for _ in seeds]
+        failed = next((o for o in outs if isinstance(o, PolicyFailure)), None)
+        if failed is not None:       # keep_going: one row saying why, the other policies still run
+            failures[pol.label] = failed
+            results.append(_failed_row(pol, family_delay_s(delays, pol.family), failed))
+            continue
+        for seed, res in zip(seeds, outs):
             runs[(pol.label, seed)] = res
             s = res.summary
             delay = family_delay_s(delays, pol.family)
@@ -190,17 +209,59 @@ def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds
             "algorithm_time_s": _nanmean([r["algorithm_time_s"] for r in rows]),
             # a mean over seeds like every other column (per seed: ``per_seed``; docs/contracts.md §6)
             "num_rejected": float(np.mean([r["num_rejected"] for r in rows])),
-            "allocation_delay_s": rows[0]["allocation_delay_s"],
+            "allocation_delay_s": rows[0]["allocation_delay_s"], "status": "ok",
         })
     meta = {"version": __version__, "scenario": sc.name, "scenario_hash": sc.hash, "overrides": list(sc.overrides),
             "seeds": seeds, "allocation_delays": delays, "allocation_delay_rule": delay_rule,
+            "allocation_delays_mode": rule.spec,
+            "allocation_delay_per_policy_s": {p.label: family_delay_s(delays, p.family) for p in resolved},
             "reservation": sc.simulator.reservation, "backoff": sc.simulator.backoff,
             "derived_calibrations": sorted({c for r in runs.values() for c in r.meta["derived_calibrations"]}),
             "algorithm_time": "placement time + mean routing decision time (wall clock, s)"}
     add_data_attribution(meta, sc)     # a built-in Azure trace: its CC-BY 4.0 attribution
     if any(v > 0 for v in delays.values()):
         meta["allocation_delay_note"] = ALLOCATION_DELAY_NOTE
-    return CompareResult(sc, seeds, resolved, results, per_seed, meta, runs)
+    if failures:
+        meta["failed_policies"] = {k: f.reason for k, f in failures.items()}
+    return CompareResult(sc, seeds, resolved, results, per_seed, meta, runs, failures)
+
+
+@dataclass(frozen=True)
+class PolicyFailure:
+    """Why a policy could not run on a seed (``compare(keep_going=True)``): ``reason`` is one line,
+    ``seed ``N: Type: message``; ``error`` the exception (re-raised by ``evaluate`` for the evaluated
+    policy itself)."""
+
+    seed: int
+    kind: str
+    message: str
+    error: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def reason(self) -> str:
+        return f"seed {self.seed}: {self.kind}: {self.message}"
+
+    def __reduce__(self):      # from a worker process: the exception object may not pickle, the text does
+        return (PolicyFailure, (self.seed, self.kind, self.message, None))
+
+
+def _failed_row(pol: ComparePolicy, delay_s: float, failure: PolicyFailure) -> dict:
+    row: dict = {c: math.nan for c in RESULT_COLUMNS}
+    row.update({"policy": pol.label, "family": pol.family, "allocation_delay_s": delay_s,
+                "status": f"failed: {failure.reason}"})
+    return row
+
+
+def _simulate_task(task: tuple) -> SimulationResult:
+    """One (policy, seed) run of :func:`compare`, in this or a worker process."""
+    sc, placement, routing, seed, delays, allow_imports, keep_going = task
+    if not keep_going:
+        return simulate(sc, placement, routing, seed=seed, allocation_delays=delays, allow_imports=allow_imports)
+    try:
+        return simulate(sc, placement, routing, seed=seed, allocation_delays=delays, allow_imports=allow_imports)
+    except Exception as exc:     # keep_going: reported in the table, the other policies still run
+        msg = " ".join(str(exc).split()) or repr(exc)
+        return PolicyFailure(seed, type(exc).__name__, msg, exc)
 
 
 def _nanmean(values) -> float:
@@ -225,12 +286,13 @@ def paired_differences(result: CompareResult, reference: str | None = None) -> l
     ``result.seeds`` order), ``mean``, ``ci_low``, ``ci_high``, ``min``, ``max`` (all fractions)."""
     from scipy import stats
 
-    ref = reference or result.policies[0].label
+    ok = result.ok_labels             # a failed policy (keep_going) has no per-seed values
+    ref = reference or (ok[0] if ok else result.policies[0].label)
     by = {(r["policy"], r["seed"]): r["mean_per_token_time_s"] for r in result.per_seed}
     base = np.array([by[(ref, s)] for s in result.seeds], dtype=float)
     out = []
     for pol in result.policies:
-        if pol.label == ref:
+        if pol.label == ref or pol.label in result.failures:
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
             d = np.array([by[(pol.label, s)] for s in result.seeds], dtype=float) / base - 1.0
@@ -268,9 +330,9 @@ def compare_figure(result: CompareResult, reference: str | None = None):
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    ref = reference or result.policies[0].label
+    ref = reference or (result.ok_labels or [result.policies[0].label])[0]
     diffs = paired_differences(result, ref)
-    labels = [r["policy"] for r in result.results]
+    labels = [r["policy"] for r in result.results if r["policy"] not in result.failures]
     n = len(result.seeds)
     fig, (ax_d, ax_a) = plt.subplots(1, 2, figsize=(11, max(3.2, 0.45 * len(labels) + 2.2)),
                                      gridspec_kw={"width_ratios": [1.25, 1]})
@@ -325,5 +387,5 @@ def compare_figure(result: CompareResult, reference: str | None = None):
     return fig
 
 
-__all__ = ["CompareResult", "ComparePolicy", "compare", "construct_policy", "paired_differences", "plot_compare",
-           "resolve_policy"]
+__all__ = ["ALLOCATION_DELAY_FORMS", "AllocationDelayRule", "CompareResult", "ComparePolicy", "PolicyFailure", "compare",
+           "construct_policy", "paired_differences", "parse_allocation_delays", "plot_compare", "resolve_policy"]

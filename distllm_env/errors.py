@@ -13,6 +13,18 @@ from typing import Any
 class DistLLMError(Exception):
     """Base class of every distllm-env error."""
 
+    def __reduce__(self):
+        # picklable whatever a subclass's __init__ takes: parallel workers send errors back
+        # (distllm_env.parallel); plain pickle would call e.g. ScenarioError(message) and fail
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild_error(cls: type, args: tuple, state: dict) -> DistLLMError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
+
 
 class ScenarioError(DistLLMError, ValueError):
     """A scenario (YAML, override or Python object) is malformed.

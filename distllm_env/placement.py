@@ -38,6 +38,17 @@ class Placement:
                     f"server {j}: blocks {s}-{s + c - 1} fall outside the model's blocks 0-{self.num_blocks - 1}")
 
     @classmethod
+    def _masked(cls, valid: "Placement", counts: tuple[int, ...]) -> "Placement":
+        """Internal: ``valid`` with some servers' counts set to 0 (``counts``: plain ints, each 0 or
+        ``valid``'s count), built without re-validation: every range of a valid placement stays valid
+        when servers are emptied.  Used by the churn engine per server event (live/churn.py)."""
+        p = object.__new__(cls)
+        object.__setattr__(p, "starts", valid.starts)
+        object.__setattr__(p, "counts", counts)
+        object.__setattr__(p, "num_blocks", valid.num_blocks)
+        return p
+
+    @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[int, int]], num_blocks: int) -> "Placement":
         pairs = list(pairs)
         return cls(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), num_blocks)

@@ -33,6 +33,7 @@ PLACEMENT_POLICIES: dict[str, str] = {
     "opt-order": "distllm_env.baselines.ablations:OptimizedOrderPlacement",
     "opt-number": "distllm_env.baselines.ablations:OptimizedNumberPlacement",
     "milp": "distllm_env.baselines.milp:MILPPlacement",
+    "cg-bp-tuned": "distllm_env.baselines.cg_bp_tuned:CGBPTunedPlacement",
 }
 
 ROUTING_POLICIES: dict[str, str] = {
@@ -44,6 +45,7 @@ ROUTING_POLICIES: dict[str, str] = {
     "ws-rr-load": "distllm_env.baselines.ws_rr_load:WSRRLoadRouter",
     "opt-rr": "distllm_env.baselines.ablations:OptimizedRouter",
     "rr-ilp": "distllm_env.baselines.milp:RoutingILPRouter",
+    "lookahead": "distllm_env.baselines.lookahead:LookaheadRouter",
 }
 
 #: compare presets: name -> (placement, routing)
@@ -56,6 +58,8 @@ PRESETS: dict[str, tuple[str, str]] = {
     "opt-number": ("opt-number", "petals"),
     "opt-rr": ("petals", "opt-rr"),
     "milp": ("milp", "shortest"),
+    "proposed-tuned": ("cg-bp-tuned", "ws-rr"),
+    "proposed-lookahead": ("cg-bp", "lookahead"),
 }
 
 #: allocation-delay family of each compare preset (docs/contracts.md §4); every other combination is
@@ -63,6 +67,7 @@ PRESETS: dict[str, tuple[str, str]] = {
 FAMILIES: dict[str, str] = {
     "petals": "petals", "opt-order": "petals", "opt-number": "petals", "opt-rr": "petals",
     "proposed": "proposed", "proposed-load": "proposed", "cg-bprr": "proposed", "milp": "proposed",
+    "proposed-tuned": "proposed", "proposed-lookahead": "proposed",
 }
 
 DEFAULT_PLACEMENT_ORDER = ("cg-bp", "even")

@@ -26,8 +26,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .compare import compare
+from .compare import CompareResult, compare
 from .errors import ScenarioError
+from .parallel import map_seeds
+from .scenario import load_scenario
 
 #: Table III of arXiv 2512.21884, the MATLAB simulator's values (the parentheses), per-token time in s,
 #: keyed (client cluster, policy, λ, l).  Source: the authors' summary of the paper kept in
@@ -103,18 +105,35 @@ def _grid_meta(res, overrides: Sequence[str]) -> dict:
     return meta
 
 
+def _cell_task(task: tuple) -> CompareResult:
+    """One grid cell: PETALS vs proposed on a resolved scenario (in this or a worker process)."""
+    sc, seeds = task
+    return compare(sc, list(POLICIES), seeds)
+
+
+def _run_cells(cells: Sequence[tuple[str, Sequence[str]]], seeds: list[int], parallel: dict | None) -> list[CompareResult]:
+    """``compare`` of every ``(preset, overrides)`` cell, in order; the scenarios are resolved here and
+    sent as objects, cells run in parallel with ``parallel`` = ``{"workers", "backend", "ray_address"}``
+    (:func:`distllm_env.parallel.map_seeds`; identical results to the serial run)."""
+    tasks = [(load_scenario(name, list(ov)), list(seeds)) for name, ov in cells]
+    return map_seeds(_cell_task, tasks, **(parallel or {}))
+
+
 def table3(seeds: list[int], trace: bool = False, progress=None, fidelity: str = "contracts",
-           overrides: Sequence[str] = ()) -> dict:
+           overrides: Sequence[str] = (), parallel: dict | None = None) -> dict:
     """Run the Table III grid; returns rows with ours, the published simulator value and errors.
     ``fidelity``: ``contracts`` or ``authors-code`` (the four readings of the published code).
     ``overrides``: ``PATH=VALUE`` strings (``--set``) applied to every scenario of the grid after the
     grid's own and ``fidelity``'s, e.g. ``fidelity.petals_penalty=session-count`` for one reading
     (docs/fidelity.md "Fidelity modes").  ``meta["fidelity"]`` gives the resolved readings.
+    ``parallel``: ``{"workers": N, "backend": "process"|"ray", "ray_address": ...}`` runs the grid's cells
+    in parallel (:func:`distllm_env.parallel.map_seeds`); the result is identical to the serial run's.
 
     Raises:
         ScenarioError: an unknown ``fidelity`` or a bad override."""
     extra = _fidelity_overrides(fidelity) + list(overrides)
     rows, cells, first = [], [], None
+    keys, grids = [], []
     for cluster in (0, 1, 2):
         for lam in RATES:
             for length in LENGTHS:
@@ -124,20 +143,22 @@ def table3(seeds: list[int], trace: bool = False, progress=None, fidelity: str =
                     grid += ["workload.arrival=trace", "workload.trace=published-0.1"]
                 else:
                     grid += ["workload.arrival_rate_per_s=0.1"]
-                res = compare("paper-clustered", list(POLICIES), seeds, grid + extra)
-                first = first or res
-                cell = _cell_rows(res, {"cluster": cluster, "lambda": lam, "l": length})
-                cells.append(cell)
-                for pol in POLICIES:
-                    pub = TABLE3_PUBLISHED_SIM[(cluster, pol)][(lam, length)]
-                    ours = cell.ours[pol]
-                    rows.append({"cluster": cluster, "lambda": lam, "l": length, "policy": pol,
-                                 "ours_s": ours, "ours_std_s": cell.std[pol], "published_sim_s": pub,
-                                 "rel_error": (ours - pub) / pub,
-                                 "published_experiment_s": TABLE3_PUBLISHED_EXPERIMENT[(cluster, pol)][(lam, length)],
-                                 "proposed_sessions": _sessions(res, "proposed") if pol == "proposed" else None})
-                if progress:
-                    progress(f"table3 cluster {cluster} λ {lam} l {length} done")
+                keys.append((cluster, lam, length))
+                grids.append(("paper-clustered", grid + extra))
+    for (cluster, lam, length), res in zip(keys, _run_cells(grids, seeds, parallel)):
+        first = first or res
+        cell = _cell_rows(res, {"cluster": cluster, "lambda": lam, "l": length})
+        cells.append(cell)
+        for pol in POLICIES:
+            pub = TABLE3_PUBLISHED_SIM[(cluster, pol)][(lam, length)]
+            ours = cell.ours[pol]
+            rows.append({"cluster": cluster, "lambda": lam, "l": length, "policy": pol,
+                         "ours_s": ours, "ours_std_s": cell.std[pol], "published_sim_s": pub,
+                         "rel_error": (ours - pub) / pub,
+                         "published_experiment_s": TABLE3_PUBLISHED_EXPERIMENT[(cluster, pol)][(lam, length)],
+                         "proposed_sessions": _sessions(res, "proposed") if pol == "proposed" else None})
+        if progress:
+            progress(f"table3 cluster {cluster} λ {lam} l {length} done")
     reductions = []
     for cell in cells:
         k = cell.key
@@ -165,44 +186,47 @@ def _sessions(res, policy: str):
     return vals[0] if vals and all(v == vals[0] for v in vals) else (vals or None)
 
 
-def table6(seeds: list[int], progress=None, fidelity: str = "contracts", overrides: Sequence[str] = ()) -> dict:
-    """Run the Table VI grid (our numbers and the PETALS → proposed reduction).  ``fidelity`` and
-    ``overrides`` as in :func:`table3`; ``meta`` is the first grid cell's compare meta plus the
+def table6(seeds: list[int], progress=None, fidelity: str = "contracts", overrides: Sequence[str] = (),
+           parallel: dict | None = None) -> dict:
+    """Run the Table VI grid (our numbers and the PETALS → proposed reduction).  ``fidelity``,
+    ``overrides`` and ``parallel`` as in :func:`table3`; ``meta`` is the first grid cell's compare meta plus the
     resolved ``fidelity`` readings.
 
     Raises:
         ScenarioError: an unknown ``fidelity`` or a bad override."""
     extra = _fidelity_overrides(fidelity) + list(overrides)
     rows, first = [], None
-    for name in ("paper-abovenet", "paper-bellcanada", "paper-gtsce"):
-        for lam in RATES:
-            for length in LENGTHS:
-                grid = [f"workload.arrival_rate_per_s={lam}", f"workload.output_tokens={length}"]
-                res = compare(name, list(POLICIES), seeds, grid + extra)
-                first = first or res
-                ours = {r["policy"]: r for r in res.results}
-                rows.append({"scenario": name, "lambda": lam, "l": length,
-                             "petals_s": ours["petals"]["mean_per_token_time_s"],
-                             "petals_std_s": ours["petals"]["mean_per_token_time_s_std"],
-                             "proposed_s": ours["proposed"]["mean_per_token_time_s"],
-                             "proposed_std_s": ours["proposed"]["mean_per_token_time_s_std"],
-                             "reduction": 1 - ours["proposed"]["mean_per_token_time_s"]
-                             / ours["petals"]["mean_per_token_time_s"]})
-                if progress:
-                    progress(f"table6 {name} λ {lam} l {length} done")
+    keys = [(name, lam, length) for name in ("paper-abovenet", "paper-bellcanada", "paper-gtsce") for lam in RATES
+            for length in LENGTHS]
+    grids = [(name, [f"workload.arrival_rate_per_s={lam}", f"workload.output_tokens={length}"] + extra)
+             for name, lam, length in keys]
+    for (name, lam, length), res in zip(keys, _run_cells(grids, seeds, parallel)):
+        first = first or res
+        ours = {r["policy"]: r for r in res.results}
+        rows.append({"scenario": name, "lambda": lam, "l": length,
+                     "petals_s": ours["petals"]["mean_per_token_time_s"],
+                     "petals_std_s": ours["petals"]["mean_per_token_time_s_std"],
+                     "proposed_s": ours["proposed"]["mean_per_token_time_s"],
+                     "proposed_std_s": ours["proposed"]["mean_per_token_time_s_std"],
+                     "reduction": 1 - ours["proposed"]["mean_per_token_time_s"]
+                     / ours["petals"]["mean_per_token_time_s"]})
+        if progress:
+            progress(f"table6 {name} λ {lam} l {length} done")
     return {"rows": rows, "meta": _grid_meta(first, overrides) if first is not None else {},
             "published_summary": "60–80 % smaller per-token times than PETALS (paper's summary; "
                                                "Table VI values are held out as a validation set)"}
 
 
-def table8(seeds: list[int], progress=None, overrides: Sequence[str] = ()) -> dict:
-    """Run the Table VIII timings; ``overrides`` (``--set``) apply to every scenario.
+def table8(seeds: list[int], progress=None, overrides: Sequence[str] = (), parallel: dict | None = None) -> dict:
+    """Run the Table VIII timings; ``overrides`` (``--set``) apply to every scenario.  ``parallel`` as in
+    :func:`table3` (wall-clock timings measured while other cells run share the CPUs: run serially for
+    the published comparison).
 
     Raises:
         ScenarioError: a bad override."""
     rows = []
-    for name in ("paper-clustered", "paper-abovenet", "paper-bellcanada", "paper-gtsce"):
-        res = compare(name, list(POLICIES), seeds, list(overrides))
+    names = ("paper-clustered", "paper-abovenet", "paper-bellcanada", "paper-gtsce")
+    for name, res in zip(names, _run_cells([(n, list(overrides)) for n in names], seeds, parallel)):
         for pol in POLICIES:
             t = np.array([r["algorithm_time_s"] for r in res.per_seed if r["policy"] == pol])
             pub = TABLE8_PUBLISHED[name][pol]

@@ -202,8 +202,12 @@ class Simulation:
         raw = self.book.earliest_starts(self.now_s, hop_sets, holds_s)
         if not self.backoff:
             return raw
-        return [None if r is None else start_with_backoff(self.book, self.now_s, h, d, earliest=r)
-                for r, h, d in zip(raw, hop_sets, holds_s)]
+        now = self.now_s
+        # published book: a chain free now starts now (retry instant 0, and fits(now) is hop_start's own
+        # test), so the back-off walk is skipped for it; same floats, fewer calls (issue 13 item 7)
+        free_now = getattr(self.book, "mode", None) == "published"
+        return [None if r is None else r if (free_now and r == now) else
+                start_with_backoff(self.book, now, h, d, earliest=r) for r, h, d in zip(raw, hop_sets, holds_s)]
 
     def reachable(self, client: int, servers) -> bool:
         """Whether every server in ``servers`` is reachable from ``client`` (finite RTT)."""
@@ -243,6 +247,19 @@ class Simulation:
         self.current_request = None
         return rec
 
+    def defer(self, request: Request, until_s: float) -> None:
+        """Put back ``request`` (the request being routed) undecided: it arrives again at ``until_s``
+        and is returned by :meth:`next_request` then, keeping its ``arrival_s`` (its waiting counts in
+        its times).  The RequestRouting env's defer action (docs/envs.md "Defer action").  Raises
+        :class:`DistLLMError` if ``request`` is not the request being routed or ``until_s`` is not a
+        finite time ≥ now."""
+        if self.current_request is None or request.id != self.current_request.id:
+            raise DistLLMError(f"request {request.id} is not the request being routed")
+        if not (math.isfinite(until_s) and until_s >= self.now_s):
+            raise DistLLMError(f"defer until {until_s!r}: expected a finite time ≥ now ({self.now_s} s)")
+        self.current_request = None
+        self._push(float(until_s), Arrival(request.id))
+
     def reject(self, request: Request, reason: str, route: Route | None = None) -> RequestRecord:
         """Record ``request`` as rejected for ``reason`` (times NaN).  Raises :class:`DistLLMError` if
         ``request`` is not the request being routed."""
@@ -277,6 +294,44 @@ class Simulation:
         self.requests[req.id] = req
         self.current_request = req
         return req
+
+    # -- forking (docs/architecture.md "Forking a simulation") ---------------------------------------
+    def fork(self, future: Sequence[Request] | None = None, also: Sequence = ()):
+        """An independent copy of this run that continues byte-identically under the same decisions
+        (the request being routed, if any, is still being routed in the copy).  Immutable parts
+        (instance, placement, capacities, chain DAGs, requests, records) are shared, the mutable state
+        (reservation book, event heap, counters) copied (:func:`distllm_env.forking.fork_copy`);
+        nothing done to the fork touches the original.  The simulation holds no policy object.
+
+        ``future``: requests that replace the ones not yet arrived (a hypothetical continuation, e.g.
+        lookahead rollouts with sampled arrivals): renumbered from the first id not yet arrived, each
+        arriving at or after now, in arrival order.  Raises :class:`DistLLMError` otherwise.
+
+        ``also``: objects copied in the same pass (the router and rng driving the run, so that a churn
+        engine's failover router stays the same object as the fork's router); the result is then the
+        tuple ``(fork, *copies)``."""
+        from .forking import engine_parts, fork_copy
+
+        shared, shallow = engine_parts(self, ("requests", "records", "_client_parts", "_events", "_active_on"))
+        new = fork_copy(self, shared, shallow, also=also)
+        if future is not None:
+            (new[0] if also else new)._set_future(future)
+        return new
+
+    def _set_future(self, future: Sequence[Request]) -> None:
+        from .forking import future_ids, renumber_future
+
+        queued = [(e.request_id, t) for t, _, _, e in self._events if isinstance(e, Arrival)]
+        first = future_ids(queued, lambda i: self.requests[i].arrival_s, len(self.requests))
+        self._events = [e for e in self._events if not (isinstance(e[3], Arrival) and e[3].request_id >= first)]
+        heapq.heapify(self._events)
+        reqs = renumber_future(future, first, self.now_s)
+        del self.requests[first:]
+        del self.records[first:]
+        self.requests.extend(reqs)
+        self.records.extend([None] * len(reqs))
+        for r in reqs:
+            self._push(r.arrival_s, Arrival(r.id))
 
     def finished_records(self) -> list[RequestRecord]:
         """The per-request table, one record per request.  Raises :class:`DistLLMError` if a request

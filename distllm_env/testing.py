@@ -25,7 +25,10 @@ baseline's; otherwise it raises ``AssertionError`` showing the per-seed table.
 
 ``decision="routing" | "placement" | "both"`` overrides the detection.  Policies are compare specs
 (presets, ``PLACEMENT+ROUTER``, names, ``module:Class``) or policy objects.  All allocation delays are
-0 unless ``allocation_delays`` is given (equal delays for all policies, docs/contracts.md §4).
+0 unless ``allocation_delays`` gives another rule (:func:`distllm_env.compare.parse_allocation_delays`):
+``"equal:60"`` charges 60 s per request to both policies (a learned one included), ``"scenario"``
+the scenario's per-family delays, ``"zero"`` none, ``"auto"`` as ``compare``, or a
+``{family: seconds}`` mapping (docs/contracts.md §4).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .commands.common import format_table
-from .compare import ComparePolicy, compare, construct_policy
+from .compare import ComparePolicy, compare, construct_policy, parse_allocation_delays
 from .errors import PolicyLoadError, ScenarioError
 from .imports import load_object
 from .registry import (PLACEMENT_POLICIES, PRESETS, ROUTING_POLICIES, default_placement, default_routing, family_of,
@@ -133,15 +136,16 @@ def fair_pair(policy: Any, baseline: Any, scenario: Any, *, placement: Any = Non
 
 def assert_beats(policy: Any, baseline: Any, scenario: Any, seeds: Iterable[int] = range(10_000, 10_005),
                  margin: float = 0.0, overrides: Sequence[str] = (),
-                 allocation_delays: Mapping[str, float] | None = None, *, placement: Any = None,
+                 allocation_delays: "str | Mapping[str, float] | None" = None, *, placement: Any = None,
                  routing: Any = None, decision: str | None = None) -> dict:
     """Assert that ``policy`` beats ``baseline`` by ``margin`` on mean per-token time over paired
     seeds, like for like (module docstring: a router under the same placement, a placement under the
     same router).
 
     Returns the summary ``{"policy", "baseline", "decision", "policy_mean_s", "baseline_mean_s",
-    "threshold_s", "margin", "seeds", "reduction"}`` (times in s per output token; reduction = 1 −
-    policy/baseline).  Raises :class:`AssertionError` (with the per-seed table) when it does not beat
+    "threshold_s", "margin", "seeds", "reduction", "allocation_delays", "allocation_delay_per_policy_s"}``
+    (times in s per output token; reduction = 1 − policy/baseline; the rule as spelt by the flag and the
+    delay in s charged to each of the two policies).  Raises :class:`AssertionError` (with the per-seed table) when it does not beat
     it, :class:`~distllm_env.errors.ScenarioError` (a ``ValueError``; path ``margin``, ``seeds``,
     ``decision``…) for a margin outside [0, 1), no seeds or a bad or missing ``decision``, and
     :class:`~distllm_env.errors.DistLLMError` subclasses for a bad scenario or policy."""
@@ -152,7 +156,8 @@ def assert_beats(policy: Any, baseline: Any, scenario: Any, seeds: Iterable[int]
         raise ScenarioError("seeds", "expected at least one seed")
     sc = load_scenario(scenario, overrides)
     cand, base, dec = fair_pair(policy, baseline, sc, placement=placement, routing=routing, decision=decision)
-    res = compare(sc, [cand, base], seeds, allocation_delays={} if allocation_delays is None else allocation_delays)
+    rule = parse_allocation_delays("zero" if allocation_delays is None else allocation_delays, "allocation_delays")
+    res = compare(sc, [cand, base], seeds, allocation_delays=rule)
     p_label, b_label = cand.label, base.label
     by = {(r["policy"], r["seed"]): r["mean_per_token_time_s"] for r in res.per_seed}
     rows = []
@@ -163,12 +168,14 @@ def assert_beats(policy: Any, baseline: Any, scenario: Any, seeds: Iterable[int]
     b_mean = float(np.mean([r[b_label] for r in rows]))
     summary = {"policy": p_label, "baseline": b_label, "decision": dec, "policy_mean_s": p_mean,
                "baseline_mean_s": b_mean, "threshold_s": (1 - margin) * b_mean, "margin": margin, "seeds": seeds,
-               "reduction": 1 - p_mean / b_mean if b_mean else float("nan")}
+               "reduction": 1 - p_mean / b_mean if b_mean else float("nan"),
+               "allocation_delays": res.meta["allocation_delays_mode"],
+               "allocation_delay_per_policy_s": res.meta["allocation_delay_per_policy_s"]}
     if not (np.isfinite(p_mean) and p_mean <= (1 - margin) * b_mean):
         raise AssertionError(
             f"{p_label} does not beat {b_label} by {margin:.0%} on {res.meta['scenario']} ({dec} compared): mean "
             f"per-token time {p_mean:.4f} s vs {b_mean:.4f} s (threshold {(1 - margin) * b_mean:.4f} s, reduction "
-            f"{summary['reduction']:.1%})\n" + format_table(rows + [{"seed": "mean", p_label: p_mean, b_label: b_mean,
+            f"{summary['reduction']:.1%}; allocation delays {res.meta['allocation_delays_mode']})\n" + format_table(rows + [{"seed": "mean", p_label: p_mean, b_label: b_mean,
                                                                       "ratio": p_mean / b_mean}]))
     return summary
 

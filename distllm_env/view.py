@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .chains import ChainDAG, HopCost, Route, route_from_chain
+from .errors import DistLLMError
 from .perf import static_request_cost_terms_s
 from .reservations import ReservationBook
 from .scenario.fidelity import scenario_fidelity
@@ -37,6 +38,9 @@ class SimulationState(Protocol):
     def active_sessions_on(self, server: int) -> int: ...
 
     def queued_work_s(self, server: int) -> float: ...
+
+    # optional: ``fork(future=None)`` -> an independent copy of the running simulation
+    # (:meth:`ClusterView.fork`; docs/architecture.md "Forking a simulation")
 
 
 class ClusterView:
@@ -120,6 +124,33 @@ class ClusterView:
         ``serial`` the server's busy-until − now; under ``batched`` the running iteration's rest plus one
         iteration of the waiting steps."""
         return float(self._sim.queued_work_s(server))
+
+    # -- what-if (lookahead routers, docs/baselines.md "Lookahead") -----------------------------------
+    def can_fork(self) -> bool:
+        """Whether the simulation behind this view can be forked (:meth:`fork`)."""
+        return callable(getattr(self._sim, "fork", None))
+
+    def finished_output_tokens(self) -> list[int]:
+        """Output tokens of the requests completed by now, in request-id order (what their clients have
+        seen; with unknown lengths the only true lengths a router may learn).  Empty when the
+        simulation keeps no records."""
+        now = self.now_s
+        return [int(r.output_tokens) for r in getattr(self._sim, "records", ())
+                if r is not None and r.status == "completed" and r.completion_s <= now]
+
+    def fork(self, future):
+        """An independent copy of the running simulation (``Simulation.fork`` /
+        ``LiveSimulation.fork``) for what-if rollouts, whose requests not yet arrived are REPLACED by
+        ``future`` (a sequence of requests, possibly empty, arriving at or after now, in order): the
+        copy never holds the true future arrivals, and on the live engine the request being routed
+        runs there with its declared length.  Sessions in flight keep the engine's lengths
+        (docs/contracts.md §7).  The request being routed is still being routed in the copy; nothing
+        done to the copy reaches the running simulation.  Raises
+        :class:`~distllm_env.errors.DistLLMError` if the simulation cannot be forked (e.g. the view of
+        a churn failover segment) or ``future`` is bad."""
+        if not self.can_fork():
+            raise DistLLMError(f"{type(self._sim).__name__} cannot be forked")
+        return self._sim.fork(future)
 
     # -- chains --------------------------------------------------------------------------------------
     def set_placement(self, placement: "Placement") -> None:

@@ -20,7 +20,8 @@ ENV = "distllm/RequestRouting-Tiny-v0"
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # a truly local Ray: a `ray start` cluster on this machine must not capture the tests (issue 13)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 
@@ -77,3 +78,38 @@ def test_cli_train_backend_rllib_refuses_dqn(tmp_path, capsys):
     assert main(["train", "--backend", "rllib", "--env", ENV, "--algo", "dqn", "--timesteps", "10",
                  "--out", str(tmp_path / "x.zip")]) == 2
     assert "rllib back-end trains" in capsys.readouterr().err
+
+
+def test_relative_scenario_reaches_env_runners_and_free_cpus_are_checked(ray_local, tmp_path, monkeypatch):
+    """A relative `--scenario my.yaml` trains with an env runner actor (the runner gets the resolved
+    scenario, not the path its own working directory would resolve); more runners than free CPUs are
+    refused before anything launches (issue 13 item 6)."""
+    import yaml
+
+    from distllm_env.agents.rllib import train_rllib
+    from distllm_env.errors import ScenarioError
+    from distllm_env.scenario import preset_path
+
+    raw = yaml.safe_load(preset_path("tiny").read_text())
+    raw["workload"]["num_requests"] = 7
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)      # Ray's workers started in the directory of ray.init, not here
+    kw = {"hyperparams": {"n_steps": 16, "batch_size": 16, "n_epochs": 1}, "n_envs": 1}
+    with pytest.raises(ScenarioError, match=r"--num-env-runners: 3 env runners need 3 CPUs .* free of 2"):
+        train_rllib(ENV, "my.yaml", "maskable_ppo", 16, tmp_path / "no.zip", num_env_runners=3, **kw)
+    assert not (tmp_path / "no").exists()
+    res = train_rllib(ENV, "my.yaml", "maskable_ppo", 16, tmp_path / "rel.zip", num_env_runners=1,
+                      max_iterations=1, **kw)
+    assert res.sidecar["num_env_runners"] == 1 and res.timesteps >= 16
+    assert res.sidecar["scenario_hash"] == distllm_env.load_scenario(str(tmp_path / "my.yaml")).hash
+
+
+def test_num_cpus_is_refused_with_an_existing_cluster(monkeypatch):
+    from distllm_env.agents.rllib import init_ray
+    from distllm_env.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match="--num-cpus: only for a local Ray"):
+        init_ray("auto", num_cpus=2)
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    with pytest.raises(ScenarioError, match="10.0.0.1:6379"):
+        init_ray(None, num_cpus=2)

@@ -153,7 +153,7 @@ def test_delay_rule_wording_when_the_scenario_sets_none(capsys):
     rc = main(["compare", "--scenario", "tiny", "--policies", "proposed", "--set", "workload.num_requests=4"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "allocation delays: none — the scenario sets none" in out
+    assert "allocation delays (auto): none — the scenario sets none" in out
 
 
 def test_petals_on_a_gpu_below_its_memory_rule_is_an_input_error(capsys):

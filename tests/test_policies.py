@@ -220,6 +220,8 @@ BAD_OPTION = {
     ("routing", "ws-rr-load"): ("weight", "-1"),
     ("routing", "opt-rr"): ("last_hop_s", "-1"),
     ("routing", "rr-ilp"): ("method", "bogus"),
+    ("routing", "lookahead"): ("k", "0"),
+    ("placement", "cg-bp-tuned"): ("train_seeds", "0"),
 }
 ALL_POLICIES = [("placement", n) for n in registry.PLACEMENT_POLICIES] + \
                [("routing", n) for n in registry.ROUTING_POLICIES]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..compare import RESULT_COLUMNS, compare
+from ..compare import ALLOCATION_DELAY_FORMS, RESULT_COLUMNS, compare, parse_allocation_delays
 from ..errors import PolicyLoadError, ScenarioError
+from ..parallel import add_parallel_args, parallel_from
 from .common import (add_format_arg, add_results_out_arg, add_scenario_args, add_seeds_args, check_results_out,
                      format_table, print_json, seeds_from)
 
@@ -18,13 +19,31 @@ def register(sub) -> None:
                    help="comma-separated: presets (petals, proposed, proposed-load, cg-bprr, opt-order, opt-number, opt-rr, milp), "
                         "PLACEMENT+ROUTER (e.g. even+shortest) or module:Class")
     add_seeds_args(p)
-    p.add_argument("--allocation-delays", choices=("auto", "scenario", "zero"), default="auto",
-                   help="auto: the scenario's per-family delays unless a user/learned policy takes part (then 0); "
-                        "scenario: always the scenario's; zero: none")
+    add_allocation_delays_arg(p)
+    p.add_argument("--keep-going", action="store_true",
+                   help="a policy that cannot run on the scenario (e.g. petals on tiny) is reported as failed in "
+                        "the table and outputs, and the others still run (default: stop with its error, exit 2)")
     add_results_out_arg(p, ".json (meta, results, per_seed), .csv (results as a plain table; meta and per_seed in "
                            "the sidecar F.csv.json) or .png (paired per-seed differences against the first policy)")
+    add_parallel_args(p)
     add_format_arg(p)
     p.set_defaults(func=run)
+
+
+def add_allocation_delays_arg(p: argparse.ArgumentParser) -> None:
+    """``--allocation-delays auto|scenario|zero|equal:SECONDS`` (shared by ``compare`` and ``evaluate``;
+    parsed by :func:`distllm_env.compare.parse_allocation_delays`, docs/contracts.md §4)."""
+    p.add_argument("--allocation-delays", default="auto", metavar="RULE",
+                   help=f"{ALLOCATION_DELAY_FORMS}. auto (default): the scenario's per-family delays unless a "
+                        "user/learned policy takes part (then 0 for all); scenario: always the scenario's per-family "
+                        "delays; zero: none; equal:S: S seconds per request for every policy, learned ones included")
+
+
+def short_status(rows: list[dict]) -> list[dict]:
+    """Table rows with a failed row's ``status`` shortened to ``failed (reason below)`` (the reason is
+    printed under the table, and written in full to the JSON/CSV outputs)."""
+    return [r | {"status": "failed (reason below)"} if str(r.get("status", "ok")).startswith("failed") else r
+            for r in rows]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,16 +57,10 @@ def run(args: argparse.Namespace) -> int:
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not policies:
         raise ScenarioError("--policies", "expected at least one policy")
-    delays = None
-    if args.allocation_delays == "zero":
-        delays = {}
-    elif args.allocation_delays == "scenario":
-        from ..scenario import load_scenario
-
-        delays = dict(load_scenario(args.scenario, args.overrides).simulator.allocation_delay_s)
+    delays = parse_allocation_delays(args.allocation_delays)
     try:
         res = compare(args.scenario, policies, seeds_from(args), args.overrides, allocation_delays=delays,
-                      allow_imports=args.allow_import)
+                      allow_imports=args.allow_import, keep_going=args.keep_going, **parallel_from(args))
     except PolicyLoadError as exc:      # every policy is resolved before anything runs: name the flag
         msg = str(exc)
         raise PolicyLoadError(msg if msg.startswith("--policies") else f"--policies: {msg}") from None
@@ -59,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
     m = res.meta
     print(f"scenario {m['scenario']} (hash {m['scenario_hash']}), seeds {res.seeds[0]}…{res.seeds[-1]}, "
           f"reservation {m['reservation']}")
-    print(format_table(res.results, RESULT_COLUMNS))
-    print(f"allocation delays: {m['allocation_delays'] or 'none'} — {m['allocation_delay_rule']}")
+    print(format_table(short_status(res.results), RESULT_COLUMNS))
+    print(f"allocation delays ({m['allocation_delays_mode']}): {m['allocation_delays'] or 'none'} — "
+          f"{m['allocation_delay_rule']}")
+    for label, reason in m.get("failed_policies", {}).items():
+        print(f"failed: {label}: {reason}")
     if m.get("allocation_delay_note"):
         print(f"note: {m['allocation_delay_note']}")
     if m["derived_calibrations"]:

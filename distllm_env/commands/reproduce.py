@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import reproduce as rp
 from ..errors import ScenarioError
 from ..outputs import json_safe
+from ..parallel import add_parallel_args, parallel_from
 from .common import add_format_arg, check_out_path, format_table, print_json
 
 
@@ -28,6 +29,7 @@ def register(sub) -> None:
                         "--fidelity, e.g. --set fidelity.petals_penalty=session-count (repeatable)")
     p.add_argument("--out", default=None, help="write the full result as JSON (missing parent folders are created)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_parallel_args(p)
     add_format_arg(p)
     p.set_defaults(func=run)
 
@@ -45,13 +47,15 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_out_path(args.out)
     seeds = list(range(args.seeds))
+    parallel = parallel_from(args)
     progress = None if args.quiet or args.format == "json" else (lambda m: print(m, file=sys.stderr))
     if args.table == "table3":
-        out = rp.table3(seeds, trace=args.trace, progress=progress, fidelity=args.fidelity, overrides=args.overrides)
+        out = rp.table3(seeds, trace=args.trace, progress=progress, fidelity=args.fidelity, overrides=args.overrides,
+                        parallel=parallel)
     elif args.table == "table6":
-        out = rp.table6(seeds, progress=progress, fidelity=args.fidelity, overrides=args.overrides)
+        out = rp.table6(seeds, progress=progress, fidelity=args.fidelity, overrides=args.overrides, parallel=parallel)
     else:
-        out = rp.table8(seeds, progress=progress, overrides=args.overrides)
+        out = rp.table8(seeds, progress=progress, overrides=args.overrides, parallel=parallel)
     if args.out:
         Path(args.out).write_text(json.dumps(json_safe(out), indent=1) + "\n")
     if args.format == "json":

@@ -107,6 +107,9 @@ COMMON_CONFIG: dict[str, tuple[Any, Callable[[str, Any], Any], str]] = {
                                                           "was invalid (the lowest-index valid action is used)"),
     "allocation_delay_family": (None, _family, "None: no allocation delay; a family name: the scenario's "
                                                "simulator.allocation_delay_s for that family (docs/contracts.md §4)"),
+    "allocation_delay_s": (None, _optional(_float_at_least(0.0)), "None: by allocation_delay_family; a number: "
+                                                                  "this delay (s) per request, whatever the family "
+                                                                  "(e.g. compare --allocation-delays equal:S)"),
     "max_time_s": (1.0e4, _float_at_least(0.0, strict=True), "upper clip of every time feature (seconds)"),
     "allow_imports": (False, _bool_option, "let the scenario's policy_defaults.placement/routing name a "
                                            "'module:Class' import path (README, 'Trust boundary')"),
@@ -144,9 +147,12 @@ class DistLLMEnv(gym.Env):
     _episode_cache_size = 8
 
     def __init__(self, scenario: "str | Scenario | Mapping | None" = None, config: Mapping[str, Any] | None = None,
-                 render_mode: str | None = None, overrides: Sequence[str] = ()):
+                 render_mode: str | None = None, overrides: Sequence[str] = (),
+                 config_defaults: Mapping[str, Any] | None = None):
         """``scenario``: preset name, YAML path, mapping or :class:`Scenario` (default
-        ``default_scenario``) with ``overrides``; ``config``: the env's options (:meth:`default_config`).
+        ``default_scenario``) with ``overrides``; ``config``: the env's options (:meth:`default_config`);
+        ``config_defaults``: options of a preset id (its registration kwargs), merged UNDER ``config`` so
+        ``gym.make(id, config={...})`` keeps the id's own defaults.
 
         Raises:
             ScenarioError: an unknown ``render_mode``, a bad ``config`` key or value, a bad scenario or
@@ -157,6 +163,10 @@ class DistLLMEnv(gym.Env):
             raise ScenarioError("render_mode", f"expected None or one of {self.metadata['render_modes']}, "
                                                f"got {render_mode!r}")
         self.render_mode = render_mode
+        if config_defaults:
+            if config is not None and not isinstance(config, Mapping):
+                raise ScenarioError("config", f"expected a mapping of options, got {type(config).__name__}")
+            config = {**dict(config_defaults), **dict(config or {})}
         self.config = merge_config(self.CONFIG, config)
         if isinstance(overrides, str):
             overrides = [overrides]
@@ -199,7 +209,10 @@ class DistLLMEnv(gym.Env):
 
     def allocation_delay_s(self) -> float:
         """The allocation delay charged per request (docs/contracts.md §4): 0 unless
-        ``config["allocation_delay_family"]`` names a family."""
+        ``config["allocation_delay_family"]`` names a family or ``config["allocation_delay_s"]`` gives the
+        delay itself (it wins)."""
+        if self.config.get("allocation_delay_s") is not None:
+            return float(self.config["allocation_delay_s"])
         fam = self.config["allocation_delay_family"]
         if fam is None:
             return 0.0

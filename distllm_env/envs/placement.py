@@ -32,6 +32,11 @@ After the last server the workload of the scenario seed is simulated on the plac
 ``config["rejection_penalty"]`` seconds per token (equal to −mean_per_token_time_s when nothing is
 rejected); with ``config["reward_baseline"]`` = a placement name, that value divided by the
 baseline placement's (same seed, router and cache policy), i.e. −(mine / baseline).
+
+Load features (λ, mean lengths, CG-BP's T₁ and rule |R|, planned per-block utilisation), the per-episode
+λ of ``config["arrival_rate_per_s"]`` and the one-step ``config["action"] = "sessions"`` mode (choose
+CG-BP's |R| from ``config["sessions_grid"]``: a learned parameterisation of CG-BP) live in
+:mod:`distllm_env.envs.placement_load` (docs/envs.md, BlockPlacement).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ from ..placement import CachePolicy, Placement, PlacementResult
 from ..registry import resolve_routing
 from ..simulator import new_simulation
 from .base import COMMON_CONFIG, DistLLMEnv, _choice, _float_at_least, _policy_spec
+from .placement_load import (_MAX_SESSIONS, DEFAULT_SESSIONS_GRID, UTILISATION_MAX, EpisodeLoad, LoadAndSessionsMixin,
+                             arrival_rate_option, block_utilisation, episode_load, sessions_grid_option)
 from .render import bar, coverage_load_rgb
 from .routing import _cache_policy
 from .spaces import Feature, ObsLayout
@@ -74,10 +81,18 @@ PLACEMENT_CONFIG = dict(COMMON_CONFIG) | {
                                                        "from which the model can no longer be covered"),
     "reward_baseline": (None, _policy_spec, "None, or a placement whose per-token time normalises the reward "
                                             "(reward = −mine/baseline)"),
+    "action": ("ranges", _choice("ranges", "sessions"), "'ranges': one (start, count) span per server and step; "
+                                                        "'sessions': one step choosing CG-BP's |R| from sessions_grid"),
+    "sessions_grid": (list(DEFAULT_SESSIONS_GRID), sessions_grid_option, "candidate |R| values of action='sessions' "
+                                                                   "(strictly increasing integers ≥ 1)"),
+    "arrival_rate_per_s": (None, arrival_rate_option, "None: the scenario's workload.arrival_rate_per_s; a number; "
+                                                      "or [lo, hi]: λ drawn per episode (arrival_rate_draw)"),
+    "arrival_rate_draw": ("log-uniform", _choice("log-uniform", "uniform"),
+                          "distribution of λ in [lo, hi] when arrival_rate_per_s is a range"),
 }
 
 
-class BlockPlacementEnv(DistLLMEnv):
+class BlockPlacementEnv(LoadAndSessionsMixin, DistLLMEnv):
     """Choose every server's block range, one server per step (docs/envs.md)."""
 
     decision_name = "BlockPlacement"
@@ -88,12 +103,23 @@ class BlockPlacementEnv(DistLLMEnv):
         from gymnasium import spaces
 
         S, B = self.config["max_servers"], self.config["max_blocks"]
-        self.layout = ObsLayout([
+        server = [
             Feature("server_mask", S, 0, 1, "1/0", "1 for a real server, 0 for padding"),
             Feature("server_cap_frac", S, 0, 1, "fraction of L", "largest valid count m̄_j / L"),
             Feature("server_tau_decode_s", S, 0, 10, "s", "decode time per block per token τ_j"),
             Feature("server_tau_prefill_s", S, 0, 10, "s", "prefill time per block τ^I_j at the maximum prompt"),
             Feature("server_rtt_s", S, 0, 10, "s", "client-weighted mean RTT from the clients to server j"),
+        ]
+        if self.sessions_mode:
+            G = len(self.config["sessions_grid"])
+            self.layout = ObsLayout(server + self._load_features(S) + [
+                Feature("sessions_grid_rel", G, 0, _MAX_SESSIONS, "ratio", "each action's session target R / "
+                                                                           "rule_sessions (0 when rule_sessions is 0)"),
+            ])
+            self.observation_space = self.layout.space()
+            self.action_space = spaces.Discrete(G)
+            return
+        self.layout = ObsLayout(server + [
             Feature("server_order_frac", S, 0, 1, "fraction", "position of server j in the decision order / N"),
             Feature("server_decided", S, 0, 1, "1/0", "1 once server j's range is chosen"),
             Feature("server_start_frac", S, 0, 1, "fraction of L", "chosen first block a_j / L (0 if undecided)"),
@@ -103,6 +129,10 @@ class BlockPlacementEnv(DistLLMEnv):
             Feature("block_coverage", B, 0, S, "servers", "number of decided servers hosting block b"),
             Feature("later_cap_frac", 1, 0, S, "fraction of L", "Σ m̄ of the servers after the current one / L"),
             Feature("progress", 1, 0, 1, "fraction", "servers decided / N"),
+        ] + self._load_features(S) + [
+            Feature("block_utilisation", B, 0, UTILISATION_MAX, "ratio", "planned utilisation of block b: "
+                    "offered_sessions / Σ κ_j over the decided servers j hosting b, κ_j = ⌊(M_j − s_m·m_j)/(s_c·m_j)⌋ "
+                    f"(CG-BP's κ); {UTILISATION_MAX:g} where no decided server hosts b"),
         ])
         self.observation_space = self.layout.space()
         self.action_space = spaces.Discrete(num_span_actions(B))
@@ -123,6 +153,8 @@ class BlockPlacementEnv(DistLLMEnv):
     def _start_episode(self, seed: int) -> None:
         inst, reqs = self._episode_data(seed)
         self.instance, self.requests = inst, reqs
+        self.episode_scenario = inst.scenario
+        self.load: EpisodeLoad = episode_load(inst, reqs)
         self.placement_rng, self.routing_rng, self.env_rng = self.policy_streams(seed)
         N, L = inst.num_servers, inst.num_blocks
         self.caps = conservative_block_count(inst.memory_bytes, inst.block_bytes, inst.kv_block_bytes, 1, L,
@@ -154,6 +186,8 @@ class BlockPlacementEnv(DistLLMEnv):
         self.dead_end = False
         self._spans, self._outside = _model_spans(L, self.config["max_blocks"])
         self._static_obs = self._static_features()
+        if self.sessions_mode:
+            self._grid_ok = self._feasible_grid(seed)
 
     def _static_features(self) -> dict[str, np.ndarray]:
         inst = self.instance
@@ -166,7 +200,17 @@ class BlockPlacementEnv(DistLLMEnv):
         out["server_tau_prefill_s"][:N] = inst.tau_prefill_s(self.scenario.max_prompt_tokens)
         w = np.array([c.weight for c in inst.clients], dtype=float)
         out["server_rtt_s"][:N] = (w[:, None] * inst.rtt_s).sum(axis=0) / w.sum()
-        out["server_order_frac"][:N] = self.order_pos / N
+        if not self.sessions_mode:
+            out["server_order_frac"][:N] = self.order_pos / N
+        else:
+            del out["server_order_frac"]
+        ld = self.load
+        for k, v in (("arrival_rate_per_s", ld.arrival_rate_per_s), ("mean_prompt_tokens", ld.mean_prompt_tokens),
+                     ("mean_output_tokens", ld.mean_output_tokens), ("lone_request_time_s", ld.t1_s),
+                     ("offered_sessions", ld.offered_sessions), ("rule_sessions", ld.rule_sessions)):
+            out[k] = np.array([v], dtype=np.float32)
+        if self.sessions_mode and ld.rule_sessions > 0:
+            out["sessions_grid_rel"] = np.asarray(self.config["sessions_grid"], dtype=np.float32) / ld.rule_sessions
         return out
 
     def _valid_spans(self) -> np.ndarray:
@@ -227,6 +271,8 @@ class BlockPlacementEnv(DistLLMEnv):
         return cand[ok]
 
     def _apply(self, action: int) -> tuple[float, bool, dict]:
+        if self.sessions_mode:
+            return self._apply_sessions(action)
         j = self.current_server
         start, count = self.decode_action(action)
         self.starts[j], self.counts[j] = start, count
@@ -255,7 +301,7 @@ class BlockPlacementEnv(DistLLMEnv):
     def _simulate(self, presult: PlacementResult, routing_rng: np.random.Generator) -> tuple[list, dict, float]:
         """Simulate the seed's workload on ``presult`` exactly as :func:`distllm_env.simulate` does
         (same requests, routing rng and reservation rules); returns (records, summary, reward)."""
-        sc = self.scenario
+        sc = self.episode_scenario
         router_spec = self.config["router"]
         router = resolve_routing(router_spec, sc, allow_imports=self.config["allow_imports"], field="config.router")
         sim = new_simulation(self.instance, presult, self.requests, reservation=sc.simulator.reservation,
@@ -268,11 +314,11 @@ class BlockPlacementEnv(DistLLMEnv):
         tokens = sum(r.output_tokens for r in records)
         return records, summary, total / max(tokens, 1)
 
-    def _finish(self) -> tuple[float, dict]:
+    def _finish(self, diagnostics: dict | None = None) -> tuple[float, dict]:
         inst = self.instance
         placement = Placement(tuple(int(s) for s in self.starts), tuple(int(c) for c in self.counts), inst.num_blocks)
         self.result = PlacementResult(placement, CachePolicy.parse(self.config["cache_policy"]),
-                                      {"order": [int(j) for j in self.order]})
+                                      diagnostics if diagnostics is not None else {"order": [int(j) for j in self.order]})
         self.records, self.summary, per_token = self._simulate(self.result, self.routing_rng)
         reward = -per_token
         out = {"per_token_time_s": per_token,
@@ -281,7 +327,8 @@ class BlockPlacementEnv(DistLLMEnv):
         base_spec = self.config["reward_baseline"]
         if base_spec is not None:
             placement_rng, routing_rng, _ = self.policy_streams(self.scenario_seed)
-            base_result, _, _ = place(inst, base_spec, placement_rng, self.scenario, field="config.reward_baseline")
+            base_result, _, _ = place(inst, base_spec, placement_rng, self.episode_scenario,
+                                      field="config.reward_baseline")
             base_result = PlacementResult(base_result.placement, self.result.cache_policy, base_result.diagnostics)
             _, _, base_per_token = self._simulate(base_result, routing_rng)
             out["baseline_per_token_time_s"] = base_per_token
@@ -294,13 +341,17 @@ class BlockPlacementEnv(DistLLMEnv):
         if self._done or self.current_server is None:
             mask[0] = True      # terminal state: a dummy valid action, so the mask is never empty
             return mask
+        if self.sessions_mode:
+            return self._grid_ok.copy()
         mask[self._valid_spans()] = True
         return mask
 
     def _observation(self) -> dict[str, np.ndarray]:
         obs = self.layout.zeros()
         for k, v in self._static_obs.items():
-            obs[k][:] = v
+            obs[k][:v.size] = v
+        if self.sessions_mode:
+            return self.layout.finish(obs)
         inst = self.instance
         N, L = inst.num_servers, inst.num_blocks
         decided = self.order_pos < self._pos
@@ -314,10 +365,18 @@ class BlockPlacementEnv(DistLLMEnv):
         obs["block_mask"][:L] = 1
         obs["block_coverage"][:L] = self.coverage
         obs["progress"][0] = self._pos / N
+        obs["block_utilisation"][:L] = block_utilisation(self.load.offered_sessions, self.starts, self.counts, decided,
+                                                         inst.memory_bytes, int(inst.block_bytes),
+                                                         int(inst.kv_block_bytes), L)
         return self.layout.finish(obs)
 
     def _reset_info(self) -> dict:
-        return {"server": self.current_server, "order": [int(j) for j in self.order]}
+        info = {"server": self.current_server, "order": [int(j) for j in self.order],
+                "arrival_rate_per_s": self.load.arrival_rate_per_s, "rule_sessions": self.load.rule_sessions}
+        if self.sessions_mode:
+            info["server"] = None
+            info["sessions_grid"] = list(self.config["sessions_grid"])
+        return info
 
     # -- rendering -----------------------------------------------------------------------------------
     def _render_text(self) -> str:

@@ -22,6 +22,13 @@ previous step (``info["completed_ids"]``), minus the rejection penalty of this s
 completed request is counted exactly once, all of them by the last step.  ``info["per_token_time_s"]``
 there is the commit-time PREDICTION for the routed request, per declared token.  The episode
 terminates after the scenario's ``num_requests`` arrivals.
+
+Load features (``config["load_features"]``, on for the ids of the live-engine presets, issue 13
+item 3): per candidate, its hops' active sessions and queued step time (max and sum over the hops),
+least free KV fraction, recent observed per-token step time, and ws-rr-load's load-aware per-token
+estimate (docs/envs.md "Load features").  Admission (``config["defer_s"]``): one extra action K,
+"wait ``defer_s`` seconds and decide again"; the request is offered again at now + ``defer_s`` and keeps
+its arrival time, so the wait counts in its TTFT and per-token time (docs/envs.md "Defer action").
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from ..registry import default_placement
 from ..simulator import Simulation, new_simulation  # noqa: F401
 from .base import COMMON_CONFIG, DistLLMEnv, _float_at_least, _int_at_least, _optional, _policy_spec
 from .render import bar, coverage_load_rgb
+from .routing_load import MAX_SESSIONS, STEP_EWMA_ALPHA, RoutingLoadMixin, load_layout
 from .spaces import Feature, ObsLayout
 
 def _cache_policy(key: str, value: Any) -> Any:
@@ -69,6 +77,11 @@ ROUTING_CONFIG = dict(COMMON_CONFIG) | {
     "mask_unfit": (True, _bool, "mask candidates that can never fit the request's KV cache (unless all of "
                                 "them are unfit, then all stay valid and any choice is rejected)"),
     "max_tokens": (65536, _int_at_least(1), "upper clip of the token-count features"),
+    "load_features": (False, _bool, "add the per-candidate load features (active sessions, queued work, "
+                                    "free KV, recent step times, ws-rr-load's estimate; docs/envs.md)"),
+    "defer_s": (None, _optional(_float_at_least(0.0, strict=True)),
+                "None = off; else one extra action K: wait defer_s seconds and decide again"),
+    "max_defers": (8, _int_at_least(1), "defers allowed per request (the mask disables defer after them)"),
 }
 
 
@@ -84,9 +97,12 @@ class _Candidates:
     num_hops: np.ndarray          # (n,)
     blocks_frac: np.ndarray       # (K·S,) m_ij / L, row-major per candidate
     index: dict                   # route.hops -> candidate index
+    hop_server: np.ndarray | None = None    # (H,) servers of every candidate's hops, candidate by candidate
+    hop_blocks: np.ndarray | None = None    # (H,) m_ij of those hops
+    seg: np.ndarray | None = None           # (n,) index of each candidate's first hop in hop_server
 
 
-class RequestRoutingEnv(DistLLMEnv):
+class RequestRoutingEnv(RoutingLoadMixin, DistLLMEnv):
     """Route every arriving request on one of ``K`` candidate chains (docs/envs.md)."""
 
     decision_name = "RequestRouting"
@@ -98,7 +114,7 @@ class RequestRoutingEnv(DistLLMEnv):
         from gymnasium import spaces
 
         S, K, T = self.config["max_servers"], self.config["K"], self.config["max_time_s"]
-        self.layout = ObsLayout([
+        feats = [
             Feature("server_mask", S, 0, 1, "1/0", "1 for a real server, 0 for padding"),
             Feature("server_start_frac", S, 0, 1, "fraction of L", "first hosted block a_j / L"),
             Feature("server_count_frac", S, 0, 1, "fraction of L", "hosted blocks m_j / L"),
@@ -119,9 +135,18 @@ class RequestRoutingEnv(DistLLMEnv):
             Feature("request_tokens", 2, 0, self.config["max_tokens"], "tokens",
                     "prompt and output tokens of the request"),
             Feature("progress", 1, 0, 1, "fraction", "requests already routed / requests of the episode"),
-        ])
+        ]
+        if self.config["load_features"]:
+            feats += load_layout(S, K, T)
+        if self.config["defer_s"] is not None:
+            feats += [
+                Feature("request_defers_frac", 1, 0, 1, "fraction", "times this request was deferred / max_defers"),
+                Feature("request_age_s", 1, 0, T, "s", "now − the request's arrival (its waiting so far)"),
+            ]
+        self.layout = ObsLayout(feats)
         self.observation_space = self.layout.space()
-        self.action_space = spaces.Discrete(K)
+        self.defer_action = K if self.config["defer_s"] is not None else None
+        self.action_space = spaces.Discrete(K + (self.defer_action is not None))
 
     # -- episode -----------------------------------------------------------------------------------
     def _placement_for(self, seed: int, inst) -> tuple[PlacementResult, str]:
@@ -164,6 +189,10 @@ class RequestRoutingEnv(DistLLMEnv):
         self._skipped = 0
         self._live = hasattr(self.sim, "completed_ids")      # LiveSimulation: delayed reward (module docstring)
         self._done_cursor = 0
+        self._cap_list = [float(c) for c in self._capacity]
+        self._defers: dict[int, int] = {}
+        if self.config["load_features"]:
+            self._start_load(inst)
         self._advance()
 
     def _set_placement_features(self, pl) -> None:
@@ -206,6 +235,10 @@ class RequestRoutingEnv(DistLLMEnv):
         entry = _Candidates(routes=routes, static_s=np.array([c for _, c in found]), hops=hops, hold_s=hold,
                             service_s=service, num_hops=np.array([len(r) for r in routes], dtype=np.float32),
                             blocks_frac=blocks.ravel(), index={r.hops: k for k, r in enumerate(routes)})
+        if self.config["load_features"]:
+            entry.hop_server = np.array([h.server for r in routes for h in r.hops], dtype=np.intp)
+            entry.hop_blocks = np.array([h.blocks for r in routes for h in r.hops], dtype=float)
+            entry.seg = np.concatenate(([0], np.cumsum([len(r.hops) for r in routes])[:-1])).astype(np.intp)
         self._cand_cache[key] = entry
         return entry
 
@@ -236,6 +269,8 @@ class RequestRoutingEnv(DistLLMEnv):
     # -- stepping ----------------------------------------------------------------------------------
     def _apply(self, action: int) -> tuple[float, bool, dict]:
         req, cands = self.request, self._cands
+        if action == self.defer_action:
+            return self._defer(req)
         route = cands.routes[action]
         rec = self.sim.commit(req, route)
         self._routed += 1
@@ -267,6 +302,27 @@ class RequestRoutingEnv(DistLLMEnv):
             info["summary"] = self.episode_summary()
         return reward, terminated, info
 
+    def _defer(self, req) -> tuple[float, bool, dict]:
+        """The defer action: ``req`` is offered again at now + ``defer_s`` (it keeps its arrival time);
+        reward 0 but, under the live engine, the delayed reward of the sessions that ended meanwhile."""
+        self._defers[req.id] = self._defers.get(req.id, 0) + 1
+        self.sim.defer(req, self.sim.now_s + self.config["defer_s"])
+        info: dict[str, Any] = {"request_id": req.id, "candidate": None, "deferred": True, "rejected": False,
+                                "per_token_time_s": math.nan, "wait_s": math.nan, "completion_s": math.nan,
+                                "reward_components": {"per_token_time": 0.0, "rejection": 0.0}}
+        skipped = self._skipped
+        self._advance()
+        info["skipped"] = self._skipped - skipped
+        reward = 0.0
+        if self._live:
+            per_token_sum = self._completed_per_token_sum(info)
+            reward = -per_token_sum
+            info["reward_components"]["per_token_time"] = -per_token_sum
+        terminated = self.request is None
+        if terminated:
+            info["summary"] = self.episode_summary()
+        return reward, terminated, info
+
     def _completed_per_token_sum(self, info: dict) -> float:
         """Live engine: Σ (completion_s − arrival_s) / output_tokens (s) over the requests whose sessions
         ended since the previous step, each counted once (``info["completed_ids"]`` lists them)."""
@@ -274,6 +330,8 @@ class RequestRoutingEnv(DistLLMEnv):
         new = ids[self._done_cursor:]
         self._done_cursor = len(ids)
         info["completed_ids"] = list(new)
+        if self.config["load_features"]:
+            self._update_step_ewma(new)
         return float(sum((recs[i].completion_s - recs[i].arrival_s) / recs[i].output_tokens for i in new))
 
     def episode_summary(self) -> dict:
@@ -291,6 +349,8 @@ class RequestRoutingEnv(DistLLMEnv):
     def _current_mask(self) -> np.ndarray:
         mask = np.zeros(self.config["K"], dtype=bool)
         if self.request is None:
+            if self.defer_action is not None:
+                mask = np.zeros(self.action_space.n, dtype=bool)
             mask[0] = True          # terminal state: a dummy valid action, so the mask is never empty
             return mask
         fits = np.array([s is not None for s in self._starts], dtype=bool)
@@ -298,6 +358,11 @@ class RequestRoutingEnv(DistLLMEnv):
             mask[: len(fits)] = fits
         else:
             mask[: len(fits)] = True
+        if self.defer_action is not None:
+            out = np.zeros(self.action_space.n, dtype=bool)
+            out[: mask.size] = mask
+            out[self.defer_action] = self._defers.get(self.request.id, 0) < self.config["max_defers"]
+            return out
         return mask
 
     def _observation(self) -> dict[str, np.ndarray]:
@@ -307,17 +372,19 @@ class RequestRoutingEnv(DistLLMEnv):
         obs["server_start_frac"][:] = self._start_frac
         obs["server_count_frac"][:] = self._count_frac
         obs["server_tau_decode_s"][:] = self._tau
-        book, cap = self.sim.book, self._capacity
-        free = obs["server_free_frac"]
-        nxt = obs["server_next_release_s"]
-        for j in range(N):
+        free_bytes, cap = self.sim.book.free_bytes, self._cap_list
+        free_f = [0.0] * N
+        nxt_s = [0.0] * N
+        heappop = heapq.heappop
+        for j, heap in enumerate(self._releases):
             if cap[j] > 0:
-                free[j] = book.free_bytes(j, now) / cap[j]
-            heap = self._releases[j]
+                free_f[j] = free_bytes(j, now) / cap[j]
             while heap and heap[0] <= now:
-                heapq.heappop(heap)
+                heappop(heap)
             if heap:
-                nxt[j] = heap[0] - now
+                nxt_s[j] = heap[0] - now
+        obs["server_free_frac"][:N] = free_f
+        obs["server_next_release_s"][:N] = nxt_s
         obs["progress"][0] = self._routed / max(self._num_requests, 1)
         req = self.request
         if req is not None:
@@ -331,6 +398,11 @@ class RequestRoutingEnv(DistLLMEnv):
             obs["cand_hops"][:n] = c.num_hops
             obs["cand_blocks_frac"][:] = c.blocks_frac
             obs["request_tokens"][:] = (req.prompt_tokens, req.output_tokens)
+            if self.config["load_features"]:
+                self._load_observation(obs, req, np.asarray(free_f))
+            if self.defer_action is not None:
+                obs["request_defers_frac"][0] = self._defers.get(req.id, 0) / self.config["max_defers"]
+                obs["request_age_s"][0] = now - req.arrival_s
         return self.layout.finish(obs)
 
     def _reset_info(self) -> dict:
@@ -399,4 +471,4 @@ class RequestRoutingEnv(DistLLMEnv):
         return coverage_load_rgb(inst.num_blocks, pl.starts, pl.counts, load, title, highlight=hl)
 
 
-__all__ = ["ROUTING_CONFIG", "RequestRoutingEnv"]
+__all__ = ["MAX_SESSIONS", "ROUTING_CONFIG", "RequestRoutingEnv", "STEP_EWMA_ALPHA"]

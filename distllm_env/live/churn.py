@@ -3,7 +3,9 @@
 
 :class:`ChurnSimulation` is the live engine (:class:`~distllm_env.live.engine.LiveSimulation`) plus
 server events.  Every step is stepped token by token here, ``independent`` included (a step then
-never waits for another session), so that a failure can interrupt it.
+never waits for another session), so that a failure can interrupt it; under ``serial`` and
+``independent`` a session's steps are served inline between control events
+(:mod:`~distllm_env.live.fastforward`), with the same records.
 
 * ``fail`` of server j at t: j is down at once; its queued and running steps are dropped and every
   session holding a span on j fails over at t.
@@ -35,6 +37,8 @@ Extra heap kinds (tie-break after the base kinds of :mod:`~distllm_env.live.engi
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import math
 from dataclasses import replace
 
@@ -51,13 +55,14 @@ from ..scenario.churn_section import ChurnSpec, draw_period_s
 from ..view import ClusterView
 from .admission import next_open_attempt
 from .engine import ARRIVAL, STEP, LiveSimulation
+from .fastforward import _HB, SERVER, STEP_DONE, drop_past_soft, serve_inline
 from .rebalance import LOADING, READY, REBALANCE, SERVER_ARRIVAL, SwarmDynamics
-from .sessions import DECODE, PREFILL, build_session
+from .sessions import DECODE, DONE, PREFILL, build_session
 
-STEP_DONE, SERVER, RECOVER = 0.5, 7, 8
+RECOVER = 8            # SERVER = 7 (live/fastforward.py)
 UP, LEAVING, DOWN = 0, 1, 2
 EVENT_CODES = {"join": 0, "leave": 1, "fail": 2}
-_HB = 1 << 20          # STEP / STEP_DONE payload = epoch · _HB + hop (stale steps are dropped)
+# _HB: STEP / STEP_DONE payload = epoch · _HB + hop (stale steps are dropped)
 
 
 class _FailoverState:
@@ -104,6 +109,8 @@ class ChurnSimulation(LiveSimulation):
 
     def __init__(self, instance, placement_result, requests, *, churn: ChurnSpec, **kw):
         self._epoch: dict[int, int] = {}
+        self._soft: list[tuple] = []      # queued SERVER / READY events, sorted (live/fastforward.py)
+        self._soft_i = 0                  # entries before it are past
         super().__init__(instance, placement_result, requests, **kw)
         self._calendar = None          # every model is stepped (see the module docstring)
         self.churn = churn
@@ -214,7 +221,21 @@ class ChurnSimulation(LiveSimulation):
     def _push(self, t, kind, a, b):
         if kind == STEP:
             b += _HB * self._epoch.get(a, 0)
+        elif kind == SERVER or kind == READY:
+            # not a control event of the base engine: the fast-forward skips those of idle servers
+            # (live/fastforward.py, soft_limit_s)
+            entry = (t, kind, a, self._seq, b)
+            heapq.heappush(self._events, entry)
+            self._seq += 1
+            drop_past_soft(self, self.now_s)    # keeps the list short when nothing reads it
+            bisect.insort(self._soft, entry)
+            return
         super()._push(t, kind, a, b)
+
+    _push_base = LiveSimulation._push      # no epoch added (STEP_DONE payloads carry it already)
+    #: serve steps inline between control events (live/fastforward.py); ``False``: every step is an
+    #: event (the reference the tests compare against, tests/test_churn_fastforward.py)
+    _fast_forward = True
 
     def _other_event(self, t: float, kind, a: int, b: int) -> None:
         if kind == STEP_DONE:
@@ -321,7 +342,7 @@ class ChurnSimulation(LiveSimulation):
         counts = tuple([c if st == UP else 0 for c, st in zip(p.counts, self.state)])
         if counts == self.placement.counts and p.starts == self.placement.starts:
             return                     # e.g. a server failed and rejoined between two arrivals
-        self.placement = Placement(p.starts, counts, p.num_blocks)
+        self.placement = Placement._masked(p, counts)   # p is valid: no re-validation
         self.view.set_placement(self.placement)
 
     # -- stepping --------------------------------------------------------------------------------------
@@ -333,6 +354,8 @@ class ChurnSimulation(LiveSimulation):
         self.active_sessions += 1
         self.max_active_sessions = max(self.max_active_sessions, self.active_sessions)
         s.state = PREFILL
+        if self._serial:           # lower bound of its completion (live/fastforward.py)
+            self._bound_end(t + s.lead_s + s.static_first_s + (s.tokens - 1) * s.static_token_s, s.rid)
         self._push(t + s.lead_s + s.client_prefill_s + s.comm_prefill_s[0], STEP, s.rid, 0)
         for j in s.servers:                          # a server lost while the session queued
             if self.state[j] != UP and s.rid in self.holders[j]:
@@ -343,6 +366,9 @@ class ChurnSimulation(LiveSimulation):
         if ep != self._epoch.get(sid, 0):
             return                                   # dropped by a failover
         s = self.sessions[sid]
+        if self._fast_forward and self.server_model != "batched" and sid not in self._drain:
+            serve_inline(self, t, s, h, ep)          # fast-forward (live/fastforward.py)
+            return
         j = s.servers[h]
         assert self.state[j] == UP, f"step of session {sid} reached server {j}, which is not up"
         self._serving[sid] = (j, t)
@@ -400,7 +426,7 @@ class ChurnSimulation(LiveSimulation):
         p = self._placed
         counts = tuple(0 if (self.state[j] != UP or self._bans.get((sid, j), (0.0, 0))[0] > t) else c
                        for j, c in enumerate(p.counts))
-        return Placement(p.starts, counts, p.num_blocks)
+        return Placement._masked(p, counts)
 
     def _segment(self, t: float, sid: int, hop: Hop) -> list[Hop] | None:
         """Replacement hops for ``hop`` (blocks first..last), or ``None`` when no chain exists now."""
@@ -512,6 +538,8 @@ class ChurnSimulation(LiveSimulation):
         if s.done_tokens == 0:                       # failed during prefill: prefill again on the new chain
             s.state = PREFILL
             t_r = t + inst.initial_delay_s
+            if self._serial:
+                self._bound_end(t_r + s.static_first_s + (s.tokens - 1) * s.static_token_s, sid)
             self._push(t_r + s.client_prefill_s + s.comm_prefill_s[0], STEP, sid, 0)
         else:
             length = true.prompt_tokens + s.done_tokens
@@ -523,6 +551,8 @@ class ChurnSimulation(LiveSimulation):
                                                 inst.prefill_overhead_intercept_s, length))
                     re += float(prefill_hop_cost_s(comm, float(inst.tau_prefill_s(length, np.array([j]))[0]), m))
             t_r = t + inst.initial_delay_s + re
+            if self._serial:           # the new chain may be faster: a new lower bound of its completion
+                self._bound_end(t_r + (s.tokens - s.done_tokens) * s.static_token_s, sid)
             s.state = DECODE
             self._push(t_r + s.client_token_s + s.comm_decode_s[0], STEP, sid, 0)
         self._recovery_s[sid] = self._recovery_s.get(sid, 0.0) + (t_r - rec["fail_s"])
@@ -531,6 +561,7 @@ class ChurnSimulation(LiveSimulation):
         rec = self._recovering.pop(sid)
         self._recovery_s[sid] = self._recovery_s.get(sid, 0.0) + (t - rec["fail_s"])
         s = self.sessions[sid]
+        s.state = DONE                 # ended (its completion bound is dropped, live/fastforward.py)
         for j in set(s.servers):
             h = self.holders[j].pop(sid, None)
             if h is not None:
@@ -543,6 +574,11 @@ class ChurnSimulation(LiveSimulation):
         self._try_admit(t)
 
     # -- bookkeeping -----------------------------------------------------------------------------------
+    def _bound_end(self, lb: float, sid: int) -> None:
+        """A lower bound ``lb`` (s) of session ``sid``'s completion, less a rounding margin (the
+        engine's ``_end_bounds``; read by the fast-forward's alone rule)."""
+        heapq.heappush(self._end_bounds, (lb - 1e-9 * abs(lb) - 1e-9, sid))
+
     def _release(self, t, sid):
         super()._release(t, sid)
         self._ended += 1

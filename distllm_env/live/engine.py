@@ -27,6 +27,7 @@ order; then push order.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from dataclasses import replace
@@ -572,6 +573,19 @@ class LiveSimulation:
             client_blocks=r.client_blocks, kv_bytes_per_block=s.per_block_bytes,
             declared_tokens=int(r.declared_output_tokens), truncated=bool(r.truncated))
 
+    def defer(self, request: Request, until_s: float) -> None:
+        """Put back ``request`` (the request being routed) undecided: it arrives again at ``until_s``
+        and is returned by :meth:`next_request` then, keeping its ``arrival_s`` (its waiting counts in
+        its times).  The RequestRouting env's defer action (docs/envs.md "Defer action").  Raises
+        :class:`DistLLMError` if ``request`` is not the request being routed or ``until_s`` is not a
+        finite time ≥ now."""
+        if self.current_request is None or request.id != self.current_request.id:
+            raise DistLLMError(f"request {request.id} is not the request being routed")
+        if not (math.isfinite(until_s) and until_s >= self.now_s):
+            raise DistLLMError(f"defer until {until_s!r}: expected a finite time ≥ now ({self.now_s} s)")
+        self.current_request = None
+        self._push(float(until_s), ARRIVAL, request.id, 0)
+
     def reject(self, request: Request, reason: str, route: Route | None = None) -> RequestRecord:
         """Record ``request`` rejected for ``reason`` (times NaN)."""
         self._check_current(request)
@@ -602,6 +616,54 @@ class LiveSimulation:
         self.requests[req.id] = req
         self.current_request = req
         return req
+
+    def fork(self, future: Sequence[Request] | None = None, also: Sequence = ()):
+        """An independent copy that continues byte-identically (as
+        :meth:`distllm_env.simulator.Simulation.fork`): sessions in flight, admission queues, books,
+        churn state and its numpy Generators are copied, finished sessions and immutable parts shared.
+        Policy objects the engine holds (churn: failover router, placement policy) are forked too.
+
+        ``future`` replaces the requests not yet arrived (renumbered, arriving at or after now); the
+        fork is then a hypothetical continuation and the request being routed runs with its DECLARED
+        length (what routers see).  Sessions in flight keep their engine lengths.  Raises
+        :class:`DistLLMError` for a bad ``future``.
+
+        ``also``: objects copied in the same pass (the router and rng driving the run, so that a churn
+        engine's failover router stays the same object as the fork's router); the result is then the
+        tuple ``(fork, *copies)``."""
+        from ..forking import engine_parts, fork_copy
+
+        shared, shallow = engine_parts(
+            self, ("_true", "requests", "records", "_client_parts", "_events", "_control", "_end_bounds",
+                   "_solo_s", "completed_ids"), ("_tau", "_peak", "_rows", "churn", "_placed"))
+        preset = {id(s): (s if s.state == DONE else copy.copy(s)) for s in self.sessions.values()}
+        preset[id(self.sessions)] = {k: preset[id(s)] for k, s in self.sessions.items()}
+        views = getattr(self, "_failover_views", None)     # churn: a cache of views, rebuilt on demand
+        if views is not None:
+            preset[id(views)] = {}
+        new = fork_copy(self, shared, shallow, preset, also=also)
+        if future is not None:
+            (new[0] if also else new)._set_future(future)
+        return new
+
+    def _set_future(self, future: Sequence[Request]) -> None:
+        from ..forking import future_ids, renumber_future
+
+        first = future_ids([(e[2], e[0]) for e in self._events if e[1] == ARRIVAL],
+                           lambda i: self._true[i].arrival_s, len(self._true))
+        self._events = [e for e in self._events if not (e[1] == ARRIVAL and e[2] >= first)]
+        heapq.heapify(self._events)
+        reqs = renumber_future(future, first, self.now_s)
+        cur = self.current_request
+        if cur is not None:
+            self._true[cur.id] = replace(self._true[cur.id], output_tokens=int(cur.declared_output_tokens))
+        for lst in (self._true, self.requests, self.records):
+            del lst[first:]
+        self._true.extend(reqs)
+        self.requests.extend(public_request(r) for r in reqs)
+        self.records.extend([None] * len(reqs))
+        for r in reqs:
+            self._push(r.arrival_s, ARRIVAL, r.id, 0)
 
     def finished_records(self) -> list[RequestRecord]:
         """The per-request table once every request has ended.  Raises :class:`DistLLMError` if a
