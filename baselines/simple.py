@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from distllm_env.chains import ChainDAG, HopCost, Route
+from distllm_env.chains import HopCost, Route
 from distllm_env.errors import PlacementError
 from distllm_env.instance import Instance
 from distllm_env.perf import conservative_block_count
@@ -96,50 +96,104 @@ class _StaticChainCache:
 
 class _ReusedShortest:
     """The static shortest chain of one (client, client_blocks) across placements that differ only in
-    which servers are up (churn), recomputed only when the new placement could change it.
+    which servers are up and where they sit (churn, online re-placement), recomputed only when the new
+    placement could change it.
 
-    The cached chain R (cost C) was the DP's answer on placement P_old.  On P_new it is still the
-    DP's answer, with the same cost and the same tie-breaking, when (1) every server of R is up in
-    P_new at the same blocks, and (2) every server up in P_new but not in P_old has a through-cost
-    bound > C (with a 1e-9 relative margin for summation order): removing a server off R only raises
-    other chains' costs, and a chain through an added server costs more than C, so no edge or sink
-    the DP compares changes from ">" to "≤".  The bound is :meth:`ChainDAG.through_cost_s` on the
-    union U of every up server seen at its current blocks (U ⊇ P_new, so the bound holds); a server
-    seen at new blocks (online re-placement) rebuilds U and recomputes."""
+    Let R (cost C) be the chain search's answer on the placement P_0 of the last search.  On a new
+    placement P_new it is still the answer, with the same cost and the same tie-breaking (either tie
+    rule of :class:`distllm_env.chains.ChainDAG`), when (1) every server of R is up in P_new on the
+    same blocks as in P_0, and (2) every chain of P_new through a *new* node — a server up in P_new on
+    blocks it did not hold up in P_0 — costs more than C: the other nodes of P_new are nodes of P_0,
+    and removing nodes off R neither lowers a distance nor adds a tie, while a node on chains dearer
+    than C can neither reach a distance on R nor tie with C.  (2) is checked with a lower bound, so a
+    failed check only means a fresh search: with the per-end costs ``D`` (source to end e) and ``B``
+    (end e to the sink) of P_0 (``ChainDAG.end_costs_s``), the new nodes are relaxed in order of
+    their ends: entering node x at block end q costs at least ``R[q] + fixed_x + per_x·(end_x − q)``
+    (``R`` starts as ``D``), leaving it for the sink through old nodes at least ``B[end_x]``, and
+    between two new nodes old nodes cost at least ``max(0, D[q] − D[end_x])`` (for otherwise P_0 had
+    a cheaper way to q).  The bound needs non-negative, non-NaN weights (else every placement change
+    searches afresh) and is compared with C plus a 1e-9 relative margin for summation order."""
 
     def __init__(self, view: ClusterView, client: int, client_blocks: int):
         self.view, self.client, self.client_blocks = view, client, client_blocks
         self.cost = view.decode_cost(client)
-        self.placement = None
-        self.u_starts = self.u_counts = self.bound_s = self.live = None
-        self.route, self.total_s, self.servers = None, 0.0, None
+        cost = self.cost
+        terms = [cost.fixed_s, cost.per_block_s] + ([cost.sink_s] if cost.sink_s is not None else [])
+        with np.errstate(invalid="ignore"):
+            self.reusable = all(not np.isnan(t).any() and bool((t >= 0).all()) for t in terms)
+        self.placement = self.route = None
+        self.total_s, self.servers = 0.0, None
+        self.dag = self.base_starts = self.base_counts = self.end_costs = None
 
     def get(self, placement) -> Route:
         if placement is self.placement:
             return self.route
-        starts, counts = placement.start_array, placement.count_array
-        live = counts > 0
-        if self.u_starts is None or np.any(live & ((starts != self.u_starts) | (counts != self.u_counts))):
-            if self.u_starts is None:
-                self.u_starts, self.u_counts = starts.copy(), counts.copy()
-            else:
-                self.u_starts, self.u_counts = self.u_starts.copy(), self.u_counts.copy()
-                self.u_starts[live], self.u_counts[live] = starts[live], counts[live]
-            self.bound_s = None        # computed when first needed (never without churn)
-        elif self.route is not None and live[self.servers].all():
-            added = live & ~self.live
-            if added.any() and self.bound_s is None:
-                union = Placement(tuple(self.u_starts.tolist()), tuple(self.u_counts.tolist()), placement.num_blocks)
-                self.bound_s = ChainDAG(union, self.client_blocks).through_cost_s(self.cost)
-            margin = self.total_s + 1e-9 * abs(self.total_s)
-            if not added.any() or bool((self.bound_s[added] > margin).all()):
-                self.placement, self.live = placement, live
-                return self.route
+        if self.route is not None and self.reusable and self._still_best(placement):
+            self.placement = placement
+            return self.route
         self.route = self.placement = None     # a search that raises NoFeasibleChain leaves nothing to reuse
-        route, total = self.view.shortest(self.client, self.cost, self.client_blocks)
-        self.placement, self.live, self.route, self.total_s = placement, live, route, total
+        dag = self.view.feasible_dag(self.client, self.client_blocks)
+        route, total = dag.shortest(self.cost)
+        self.placement, self.route, self.total_s = placement, route, total
         self.servers = np.asarray(route.servers, dtype=np.int64)
+        self.dag, self.base_starts, self.base_counts = dag, placement.start_array, placement.count_array
+        self.end_costs = None                  # D and B of this placement, computed when first needed
         return route
+
+    def _still_best(self, placement) -> bool:
+        """Conditions (1) and (2) of the class docstring for ``placement``."""
+        starts, counts = placement.start_array, placement.count_array
+        r, b_starts, b_counts = self.servers, self.base_starts, self.base_counts
+        if (counts[r] != b_counts[r]).any() or (starts[r] != b_starts[r]).any():
+            return False                       # a server of R went down or moved (its count was > 0)
+        new = np.flatnonzero((counts > 0) & ((counts != b_counts) | (starts != b_starts)))
+        if len(new) == 0:
+            return True
+        cb, L = self.client_blocks, placement.num_blocks
+        ends = starts[new] + counts[new]
+        new, ends = new[ends > cb], ends[ends > cb]          # a node that ends on the client is never used
+        if len(new) == 0:
+            return True
+        if self.end_costs is None:
+            self.end_costs = self.dag.end_costs_s(self.cost)
+        D, B = self.end_costs
+        fixed, per, sink = self.cost.fixed_s, self.cost.per_block_s, self.cost.sink_s
+        margin = self.total_s + 1e-9 * abs(self.total_s)
+        # Quick test first.  Along a chain, B falls by at most the weight of an old hop (P_0 holds it),
+        # so a chain whose first new node is x costs at least D[q] + w_x(q) + B[end_x] (x's
+        # through-cost over old nodes) plus, for every later new node y, min(0, slack_y), where
+        # slack_y = min_q (w_y(q) + B[end_y] − B[q]) (how much y shortens the way to the sink).
+        lo = np.maximum(starts[new], cb)
+        lens = ends - lo
+        off = np.cumsum(lens) - lens
+        pair = np.repeat(np.arange(len(new)), lens)
+        q = np.arange(int(lens.sum())) + np.repeat(lo - off, lens)
+        w = fixed[new][pair] + per[new][pair] * (ends[pair] - q)
+        tail = B[ends]
+        if sink is not None:
+            tail = np.where(ends == L, sink[new], tail)
+        with np.errstate(invalid="ignore"):
+            through = np.minimum.reduceat(D[q] + w, off) + tail
+            slack = np.minimum.reduceat(w + tail[pair] - B[q], off)
+            shortcut = float(np.minimum(slack, 0.0).sum())
+            if bool((through + shortcut > margin).all()):
+                return True
+        order = np.argsort(ends, kind="stable")
+        R = D.copy()
+        with np.errstate(invalid="ignore"):
+            for x, e in zip(new[order].tolist(), ends[order].tolist()):
+                lo = max(int(starts[x]), cb)
+                H = float((R[lo:e] + (fixed[x] + per[x] * np.arange(e - lo, 0, -1))).min())
+                if not H <= margin:
+                    continue                   # every chain through x costs more than C
+                if e == L:
+                    if H + (float(sink[x]) if sink is not None else 0.0) <= margin:
+                        return False
+                    continue
+                if H + B[e] <= margin:
+                    return False
+                np.minimum(R[e:], H + np.fmax(D[e:] - D[e], 0.0), out=R[e:])
+        return True
 
 
 class ShortestRouter:

@@ -41,8 +41,20 @@ baseline of the decision):
   ``opt-rr``) / the ``lookahead`` oracle (on ``--oracle-seeds`` seeds) side by side, the margins and a
   pass/fail per issue-13 Routing target (≥ 10 % below WS-RR; ≤ 1 % above the best non-learned router;
   ≥ 5 % below it where the oracle shows ≥ 5 % headroom).  ``--retrain`` as for ``placement-zoo``.
+  The same for ``zoo:router-azure-serial`` (trained on ``azure-conv-serial``, strictly serial servers)
+  on its full preset, on the trace window from 2 400 s and on the three 80-GB GPUs moved to other
+  cities (``ROUTING_ZOO_SERIAL``); ``--routing-models`` picks the routers (default: all).
 
     python benchmarks/learning.py --parts routing-zoo --seeds 5 --oracle-seeds 1 [--retrain]
+    python benchmarks/learning.py --parts routing-zoo --routing-models router-azure-serial --seeds 5
+
+* ``swarm-zoo`` — no training: SwarmPlacement on ``clustered-churn`` with PETALS' rebalancing, every
+  rule through the env from the env's initial placement (the preset's CG-BP): PETALS' join rule with
+  rebalancing (the issue-13 Churn baseline), without, CG-BP's rule, keep-span, masked random, a greedy
+  hindsight oracle on ``--oracle-seeds`` seeds (minutes per failure-hit seed), and the zoo model
+  ``swarm-clustered-churn`` only if the zoo ships one (it does not: docs/envs.md "Headroom").
+
+    python benchmarks/learning.py --parts swarm-zoo --seeds 10 --oracle-seeds 10
 
 Prints per part: training wall time and steps, the per-policy table and the margins
 1 − learned / baseline; writes everything to ``--out-dir``/learning.json and the models next to it.
@@ -358,6 +370,22 @@ ROUTING_ZOO = {
     "heuristics": ["ws-rr", "ws-rr-load", "opt-rr"],   # the non-learned routers run on every seed
     "oracle": "lookahead",                             # ~130 s per seed alone on azure: --oracle-seeds of them
 }
+#: the serial-server router ``zoo:router-azure-serial`` (agents/zoo/router-azure-serial.yml, trained on
+#: azure-conv-serial, where ws-rr-load is ~73 % below ws-rr: docs/envs.md "Headroom") on its full preset,
+#: on a trace window it never saw, and on a topology it never saw (the three 80-GB GPUs in other cities).
+ROUTING_ZOO_SERIAL = {
+    "model": "router-azure-serial",
+    "settings": [
+        ("in-domain", "azure-conv-serial", []),
+        ("held-out: trace window", "azure-conv-serial", ["workload.trace_offset.seconds=2400"]),
+        ("held-out: topology", "azure-conv-serial",
+         ["servers.0.node=n4_London", "servers.1.node=n3_Toronto", "servers.2.node=n9_Tokyo"]),
+    ],
+    "heuristics": ["ws-rr", "ws-rr-load", "opt-rr"],
+    "oracle": "lookahead",
+}
+#: every zoo router the ``routing-zoo`` part evaluates (``--routing-models`` picks some)
+ROUTING_ZOO_ENTRIES = [ROUTING_ZOO, ROUTING_ZOO_SERIAL]
 #: the Routing target of issue 13: ≥ 10 % below WS-RR, ≤ 1 % above the best non-learned router, and ≥ 5 %
 #: below it where the oracle shows ≥ 5 % headroom over the other non-learned routers
 ROUTING_TARGETS = {"vs_ws_rr": 0.10, "vs_best": -0.01, "headroom": 0.05}
@@ -371,42 +399,44 @@ def _per_seed(ev, label_of) -> dict:
     return out
 
 
-def run_routing_zoo(args, out_dir: Path) -> dict:
-    """The shipped router against WS-RR, the best non-learned router and the lookahead oracle, with the
-    margins 1 − learned / other and pass/fail per target (``ROUTING_TARGETS``), per setting."""
+def run_routing_zoo(args, out_dir: Path, zoo: dict | None = None) -> dict:
+    """The shipped router ``zoo`` (an entry of ``ROUTING_ZOO_ENTRIES``; default ``ROUTING_ZOO``) against
+    WS-RR, the best non-learned router and the lookahead oracle, with the margins 1 − learned / other and
+    pass/fail per target (``ROUTING_TARGETS``), per setting."""
+    zoo = ROUTING_ZOO if zoo is None else zoo
     from distllm_env.agents.train import train_recipe
     from distllm_env.agents.zoo import MODEL_PREFIX
 
     parallel = parallel_from(args)
-    name = ROUTING_ZOO["model"]
+    name = zoo["model"]
     seeds = list(range(10_000, 10_000 + args.seeds))
     oracle_seeds = seeds[:max(0, min(args.oracle_seeds, len(seeds)))]
     models = {"shipped": f"{MODEL_PREFIX}{name}"}
     out: dict = {"model": models["shipped"], "seeds": seeds, "oracle_seeds": oracle_seeds,
                  "allocation_delays": args.allocation_delays, "settings": {}}
     print(f"\n=== routing-zoo: {models['shipped']}, held-out seeds {seeds[0]}…{seeds[-1]}, oracle "
-          f"({ROUTING_ZOO['oracle']}) on {len(oracle_seeds)} of them, allocation delays {args.allocation_delays} "
+          f"({zoo['oracle']}) on {len(oracle_seeds)} of them, allocation delays {args.allocation_delays} "
           "for every policy ===", flush=True)
     if args.retrain:
         res = train_recipe(name, out_dir / f"{name}.zip", progress_bar=False)
         models["retrained"] = str(res.model_path)
         out["retrain"] = {"training_time_s": res.training_time_s, "timesteps": res.timesteps}
         print(f"retrained from the recipe: {res.timesteps} steps in {res.training_time_s:.0f} s", flush=True)
-    for title, scenario, overrides in ROUTING_ZOO["settings"]:
+    for title, scenario, overrides in zoo["settings"]:
         t0 = time.perf_counter()
         res: dict = {"scenario": scenario, "overrides": overrides}
         by: dict = {}
         for which, model in models.items():
-            ev = evaluate(model, scenario, seeds, overrides=overrides, policies=ROUTING_ZOO["heuristics"],
+            ev = evaluate(model, scenario, seeds, overrides=overrides, policies=zoo["heuristics"],
                           allocation_delays=args.allocation_delays, **parallel)
             name_of = lambda lbl, ev=ev, which=which: which if lbl == ev.policy_label else lbl.split("+")[-1]  # noqa: E731
             by |= _per_seed(ev, name_of)
         if oracle_seeds:
             ev = evaluate(models["shipped"], scenario, oracle_seeds, overrides=overrides,
-                          policies=[ROUTING_ZOO["oracle"]], allocation_delays=args.allocation_delays, **parallel)
-            by[ROUTING_ZOO["oracle"]] = _per_seed(ev, lambda lbl: lbl.split("+")[-1])[ROUTING_ZOO["oracle"]]
+                          policies=[zoo["oracle"]], allocation_delays=args.allocation_delays, **parallel)
+            by[zoo["oracle"]] = _per_seed(ev, lambda lbl: lbl.split("+")[-1])[zoo["oracle"]]
         mean = lambda pol, ss=seeds: float(np.mean([by[pol][s] for s in ss]))  # noqa: E731
-        heur = ROUTING_ZOO["heuristics"]
+        heur = zoo["heuristics"]
         best = min(heur[1:], key=mean)                       # best of ws-rr-load, opt-rr (all seeds)
         shown = {"shipped": f"learned:{name}", "retrained": f"learned:{name} (retrained)"}
         rows = [{"policy": shown.get(p, p), "mean_per_token_time_s": mean(p), "seeds": len(seeds)} for p in [*models, *heur]]
@@ -415,7 +445,7 @@ def run_routing_zoo(args, out_dir: Path) -> dict:
         t["vs_ws_rr"] = 1 - t["learned_s"] / t["ws_rr_s"]
         t["vs_best"] = 1 - t["learned_s"] / t["best_heuristic_s"]
         if oracle_seeds:
-            o = ROUTING_ZOO["oracle"]
+            o = zoo["oracle"]
             rows.append({"policy": o, "mean_per_token_time_s": mean(o, oracle_seeds), "seeds": len(oracle_seeds)})
             # on the oracle's seeds (paired): its headroom over every other non-learned router, the learned
             # router against it, and against the best non-learned router there (oracle included)
@@ -454,7 +484,165 @@ def run_routing_zoo(args, out_dir: Path) -> dict:
     return out
 
 
-ZOO_PARTS["routing-zoo"] = run_routing_zoo
+def run_routing_zoo_all(args, out_dir: Path) -> dict:
+    """``run_routing_zoo`` for every entry of ``ROUTING_ZOO_ENTRIES`` named by ``--routing-models``:
+    ``{model name: its report}``."""
+    wanted = [m.strip() for m in args.routing_models.split(",") if m.strip()]     # checked in main()
+    return {z["model"]: run_routing_zoo(args, out_dir, z) for z in ROUTING_ZOO_ENTRIES if z["model"] in wanted}
+
+
+ZOO_PARTS["routing-zoo"] = run_routing_zoo_all
+
+
+#: ``swarm-zoo`` part (issue 13, "Targets": Churn): SwarmPlacement on clustered-churn with PETALS'
+#: rebalancing, every rule played through the env (so every rule starts from the env's initial
+#: placement, the preset's CG-BP; docs/envs.md "Headroom"): PETALS' join rule with rebalancing (the
+#: baseline), without, CG-BP's rule, keep-span, masked random, a greedy hindsight oracle on
+#: ``--oracle-seeds`` seeds, and the zoo model ``SWARM_ZOO["model"]`` when the zoo ships one.
+SWARM_ZOO = {"model": "swarm-clustered-churn", "scenario": "clustered-churn",
+             "rebalance": "churn.rebalance={balance_quality: 0.75, period_s: 60}"}
+#: the Churn target: ≥ 10 % more goodput than PETALS + rebalancing at equal per-token time (here: at most
+#: 5 % above it) and no more rejections (goodput is completions per second of makespan: rejecting a
+#: failure-hit tail shortens the makespan and raises it)
+SWARM_TARGETS = {"goodput": 0.10, "per_token": 0.05}
+
+
+class KeepSpan:
+    """SwarmPlacement env policy: a rejoining server takes its previous span, a server told to move
+    stays (a rebalance with the current start is a no-op, docs/envs.md "SwarmPlacement")."""
+
+    name = "keep-span"
+
+    def __init__(self, env):
+        self.env = env.unwrapped
+
+    def act(self, obs=None, info=None) -> int:
+        e = self.env
+        return 0 if e.pending is None else int(e._live_spans()[0][e.pending[0]])
+
+
+def _swarm_summary(env) -> dict:
+    from distllm_env.metrics import summarize
+
+    u = env.unwrapped
+    s = summarize(u.sim.finished_records(), u.sim.capacity_bytes)
+    done = s["num_completed"] > 0
+    return {"goodput_requests_per_s": float(s["goodput_requests_per_s"]) if done else 0.0,
+            "mean_per_token_time_s": float(s["mean_per_token_time_s"]) if done else float("nan"),
+            "num_rejected": int(s["num_rejected"]), "num_decisions": len(u.decisions)}
+
+
+def _swarm_oracle(env, seed: int) -> dict:
+    """Greedy hindsight oracle: at each decision try every start on a stride-4 grid (stride 8 for spans
+    of ≤ 8 blocks) plus keep-span and PETALS' choice, roll each out to the end on a copy of the env
+    under keep-span and under PETALS' rule, take the one with the most completed requests (then the
+    least per-token time).  It sees the held-out seed's future: a bound for comparison, not a policy."""
+    import copy
+
+    from distllm_env.envs.policies import JoinEnvPolicy
+
+    u = env.unwrapped
+    u.reset(seed=seed)
+
+    def rule_act(v, kind):
+        return KeepSpan(v).act() if kind == "keep" else JoinEnvPolicy("petals", v).act()
+
+    def value(v):
+        done = sum(r.status == "completed" for r in v.sim.finished_records())
+        return done, -float(np.nan_to_num(_swarm_summary(v)["mean_per_token_time_s"], nan=1e9))
+
+    L = u.instance.num_blocks
+    while True:
+        if u.pending is None:
+            u.step(0)
+            break
+        j, m = u.pending
+        step = 4 if m > 8 else 8
+        cands = sorted(set(range(0, L - m + 1, step)) | {L - m, rule_act(u, "keep"), rule_act(u, "petals")})
+        best = None
+        for a in cands:
+            for kind in ("keep", "petals"):
+                v, act = copy.deepcopy(u), a
+                while not v.step(act)[2]:
+                    act = rule_act(v, kind)
+                val = value(v)
+                if best is None or val > best[0]:
+                    best = (val, a)
+        if u.step(best[1])[2]:
+            break
+    return _swarm_summary(u)
+
+
+def run_swarm_zoo(args, out_dir: Path) -> dict:
+    """SwarmPlacement on clustered-churn (held-out seeds 10 000 …): every rule through the env, the
+    oracle on ``--oracle-seeds`` seeds, the zoo model when shipped; margins against PETALS' rule with
+    rebalancing and pass/fail per :data:`SWARM_TARGETS`."""
+    import gymnasium as gym
+
+    from distllm_env.agents.learned import LearnedEnvPolicy, LearnedModel
+    from distllm_env.agents.zoo import MODEL_PREFIX
+    from distllm_env.envs.policies import JoinEnvPolicy, MaskedRandomPolicy, run_episode
+
+    seeds = list(range(10_000, 10_000 + args.seeds))
+    oracle_seeds = seeds[:max(0, min(args.oracle_seeds, len(seeds)))]
+    sc, reb = SWARM_ZOO["scenario"], SWARM_ZOO["rebalance"]
+
+    def make(rebalance: bool):
+        return gym.make("distllm/SwarmPlacement-v0", scenario=sc, overrides=[reb] if rebalance else [])
+
+    rules = {"petals rule + rebalancing": (True, lambda e: JoinEnvPolicy("petals", e)),
+             "petals rule, no rebalancing": (False, lambda e: JoinEnvPolicy("petals", e)),
+             "cg-bp rule + rebalancing": (True, lambda e: JoinEnvPolicy("cg-bp", e)),
+             "cg-bp rule, no rebalancing": (False, lambda e: JoinEnvPolicy("cg-bp", e)),
+             "keep span + rebalancing": (True, KeepSpan),
+             "masked random + rebalancing": (True, lambda e: MaskedRandomPolicy(0, e))}
+    learned = None
+    try:
+        learned = LearnedModel(f"{MODEL_PREFIX}{SWARM_ZOO['model']}")
+    except Exception as exc:     # noqa: BLE001 - the zoo has no such model (yet): the learned column is absent
+        print(f"(no learned column: {exc})")
+    print(f"\n=== swarm-zoo: SwarmPlacement on {sc} + rebalancing, held-out seeds {seeds[0]}…{seeds[-1]}, "
+          f"initial placement: the env's default for every rule; oracle on {len(oracle_seeds)} seeds ===", flush=True)
+    t0 = time.perf_counter()
+    per: dict = {}
+    for label, (rebalance, mk) in rules.items():
+        env = make(rebalance)
+        per[label] = {}
+        for s in seeds:
+            run_episode(env, mk(env), seed=s)
+            per[label][s] = _swarm_summary(env)
+    if learned is not None:
+        env, label = learned.make_env(), f"learned:{SWARM_ZOO['model']}"
+        per[label] = {}
+        for s in seeds:
+            run_episode(env, LearnedEnvPolicy(learned, env), seed=s)
+            per[label][s] = _swarm_summary(env)
+    if oracle_seeds:
+        env = make(True)
+        per["greedy hindsight oracle"] = {s: _swarm_oracle(env, s) for s in oracle_seeds}
+    base = per["petals rule + rebalancing"]
+    rows = []
+    for label, by in per.items():
+        ss = list(by)
+        m = {k: float(np.nanmean([by[s][k] for s in ss])) for k in ("goodput_requests_per_s", "mean_per_token_time_s",
+                                                                     "num_rejected", "num_decisions")}
+        b = {k: float(np.nanmean([base[s][k] for s in ss])) for k in m}
+        gain = m["goodput_requests_per_s"] / b["goodput_requests_per_s"] - 1
+        pt = m["mean_per_token_time_s"] / b["mean_per_token_time_s"] - 1
+        ok = gain >= SWARM_TARGETS["goodput"] and pt <= SWARM_TARGETS["per_token"] and m["num_rejected"] <= b["num_rejected"]
+        rows.append({"policy": label, "seeds": len(ss), **m, "goodput_vs_base": gain, "per_token_vs_base": pt,
+                     "rejected_vs_base": m["num_rejected"] - b["num_rejected"], "meets_target": ok})
+    print(format_table([{**r, "goodput_vs_base": f"{r['goodput_vs_base']:+.1%}", "per_token_vs_base": f"{r['per_token_vs_base']:+.1%}",
+                         "rejected_vs_base": f"{r['rejected_vs_base']:+.1f}", "meets_target": "yes" if r["meets_target"] else "no"}
+                        for r in rows]))
+    print(f"target: ≥ {SWARM_TARGETS['goodput']:.0%} goodput over petals rule + rebalancing, per-token time at most "
+          f"{SWARM_TARGETS['per_token']:.0%} above it, no more rejections (vs_base columns: on each row's seeds); "
+          f"evaluation {time.perf_counter() - t0:.0f} s", flush=True)
+    return {"scenario": sc, "overrides": [reb], "seeds": seeds, "oracle_seeds": oracle_seeds, "rows": rows,
+            "per_seed": {k: {str(s): v for s, v in by.items()} for k, by in per.items()}}
+
+
+ZOO_PARTS["swarm-zoo"] = run_swarm_zoo
 
 
 def main(argv=None) -> int:
@@ -471,7 +659,10 @@ def main(argv=None) -> int:
                          "evaluation equals the shipped one within noise")
     ap.add_argument("--oracle-seeds", type=int, default=1,
                     help="routing-zoo: run the lookahead oracle on the first N evaluation seeds (about 130 s per seed "
-                         "on azure; default 1, 0 = none)")
+                         "on azure; default 1, 0 = none); swarm-zoo: the greedy hindsight oracle likewise")
+    ap.add_argument("--routing-models", default=",".join(z["model"] for z in ROUTING_ZOO_ENTRIES),
+                    help="routing-zoo: the zoo routers to evaluate, comma-separated (default: all of "
+                         "ROUTING_ZOO_ENTRIES)")
     ap.add_argument("--allocation-delays", default="zero",
                     help="routing-zoo: one delay rule for every policy, learned included: zero or equal:SECONDS")
     add_parallel_args(ap)
@@ -486,6 +677,10 @@ def main(argv=None) -> int:
     bad = [p for p in parts if p not in SETTINGS and p not in ZOO_PARTS]
     if bad:
         ap.error(f"unknown parts {bad}; expected {list(SETTINGS) + list(ZOO_PARTS)}")
+    known = [z["model"] for z in ROUTING_ZOO_ENTRIES]
+    bad = [m for m in args.routing_models.split(",") if m.strip() and m.strip() not in known]
+    if bad:
+        ap.error(f"--routing-models: unknown {bad}; expected some of {known}")
     print(f"distllm-env {distllm_env.__version__}; MaskablePPO ≤ {args.minutes:g} min per part; "
           f"held-out seeds 10000…{10_000 + args.seeds - 1}; allocation delays 0 for every policy (zoo parts: equal delays, printed per row)")
     models: dict = {}

@@ -313,30 +313,82 @@ class ChainDAG:
         fixed_a, per_a = cost.fixed_s[srv], cost.per_block_s[srv]
         if np.isnan(fixed_a).any() or np.isnan(per_a).any():
             return None
-        fixed, per = fixed_a.tolist(), per_a.tolist()
-        dist, D = self._forward_grouped(fixed, per)
-        return self._best_sink(dist, _GroupedPred(self, dist, D, fixed, per), cost, order_key=None)
+        dist_a, D_a = self._forward_grouped(fixed_a, per_a)
+        dist, D = dist_a.tolist(), D_a.tolist()
+        return self._best_sink(dist, _GroupedPred(self, dist, D, fixed_a.tolist(), per_a.tolist()), cost,
+                               order_key=None)
 
-    def _forward_grouped(self, fixed: list[float], per: list[float]) -> tuple[list[float], list[float]]:
-        """Per node, the least cost from the client source (``dist``), and per block end e the least
-        ``dist`` of the nodes ending there (``D``, the source at ``client_blocks``)."""
-        ends, starts = self._ends_list, self._starts_list
+    @cached_property
+    def _grouped_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple]]:
+        """The (node, q) pairs of :meth:`_forward_grouped`: every node k paired with each block end
+        q in ``[max(start_k, client_blocks), end_k)`` it can be entered from, in node order.  Returns
+        (node per pair, q per pair, ``end_k − q`` per pair, and per distinct end e in ascending order
+        ``(e, first pair, past-last pair, first node, past-last node, pair offsets of those nodes
+        relative to the first pair)``)."""
         n, cb = self.n, self.client_blocks
-        inf = float("inf")
-        D = [inf] * (self.placement.num_blocks + 1)
-        D[cb] = 0.0                       # the client source; no node ends at or before cb
-        dist = [inf] * n
-        for k in range(n):
-            e, f, p = ends[k], fixed[k], per[k]
-            best = inf
-            for q in range(starts[k] if starts[k] > cb else cb, e):
-                d = D[q] + (f + p * (e - q))
-                if d < best:
-                    best = d
-            dist[k] = best
+        lo = np.maximum(self.starts, cb)
+        lens = self.ends - lo
+        off = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens, out=off[1:])
+        total = int(off[-1])
+        node = np.repeat(np.arange(n, dtype=np.int64), lens)
+        q = np.arange(total, dtype=np.int64) + np.repeat(lo - off[:-1], lens)
+        span = np.repeat(self.ends, lens) - q
+        groups = []
+        if n:
+            first = np.flatnonzero(np.diff(self.ends, prepend=-1)).tolist() + [n]
+            ends, offl = self._ends_list, off.tolist()
+            for k0, k1 in zip(first[:-1], first[1:]):
+                groups.append((ends[k0], offl[k0], offl[k1], k0, k1, off[k0:k1] - off[k0]))
+        return node, q, span, groups
+
+    def _forward_grouped(self, fixed: np.ndarray, per: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per node, the least cost from the client source (``dist``, shape (n,)), and per block end
+        e the least ``dist`` of the nodes ending there (``D``, shape (L+1,), the source at
+        ``client_blocks``); ``fixed``/``per`` are indexed by node.  Nodes with the same end depend only
+        on ``D`` at smaller ends, so each end is one vectorised step; every candidate is
+        ``D[q] + (fixed_k + per_k·(end_k − q))``, the same float operations as the edge-by-edge DP,
+        and a NaN candidate never wins (a node without a finite candidate gets ``inf``)."""
+        node, q, span, groups = self._grouped_pairs
+        inf = np.inf
+        D = np.full(self.placement.num_blocks + 1, inf)
+        D[self.client_blocks] = 0.0           # the client source; no node ends at or before cb
+        dist = np.full(self.n, inf)
+        w = fixed[node] + per[node] * span
+        fmin_at, fmin = np.fmin.reduceat, np.fmin.reduce
+        for e, a, b, k0, k1, rel in groups:
+            m = fmin_at(D[q[a:b]] + w[a:b], rel)
+            dist[k0:k1] = m
+            best = fmin(m)
             if best < D[e]:
                 D[e] = best
+        nan = np.isnan(dist)
+        if nan.any():
+            dist[nan] = inf
         return dist, D
+
+    def end_costs_s(self, cost: HopCost) -> tuple[np.ndarray, np.ndarray]:
+        """Per block end e (0 … L), the least cost (s) of a partial chain from the client source to
+        end e (``D``; ``D[client_blocks] = 0``) and from end e to the sink, ``cost.sink_s`` included
+        (``B``; ``B[L] = 0``); ``inf`` where no such partial chain exists or e < ``client_blocks``.
+        Shapes (L+1,) each.  A NaN weight never wins; ``cost.edge_extra_s`` is not supported
+        (ValueError).  ``B`` is summed in another order than :meth:`shortest`, so compare with a
+        relative margin.  Used as lower bounds by the shortest router's reuse under churn."""
+        if cost.edge_extra_s is not None:
+            raise ValueError("end_costs_s takes costs without edge_extra_s")
+        srv = self.servers
+        fixed, per = cost.fixed_s[srv], cost.per_block_s[srv]
+        _, D = self._forward_grouped(fixed, per)
+        node, q, span, groups = self._grouped_pairs
+        L = self.placement.num_blocks
+        B = np.full(L + 1, np.inf)
+        B[L] = 0.0
+        w = fixed[node] + per[node] * span
+        sink = cost.sink_s[srv] if cost.sink_s is not None else None
+        for e, a, b, _k0, _k1, _rel in reversed(groups):   # B[e] is final once every end > e is done
+            back = (sink[node[a:b]] if sink is not None else 0.0) if e == L else B[e]
+            np.fmin.at(B, q[a:b], w[a:b] + back)
+        return D, B
 
     def through_cost_s(self, cost: HopCost) -> np.ndarray:
         """Shape (num_servers,): the least cost (s) of a complete chain through each server (``inf``
@@ -347,7 +399,7 @@ class ChainDAG:
             raise ValueError("through_cost_s takes costs without edge_extra_s")
         srv = self.servers
         fixed_a, per_a = cost.fixed_s[srv], cost.per_block_s[srv]
-        dist, _ = self._forward_grouped(fixed_a.tolist(), per_a.tolist())
+        dist, _ = self._forward_grouped(fixed_a, per_a)
         L = self.placement.num_blocks
         back = np.full(self.n, np.inf)            # least cost from the end of node k to the sink
         if cost.sink_s is not None:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from .chains import Route
+from .errors import DistLLMError
 
 
 #: Reasons a committed route is recorded as rejected by the simulator itself.
@@ -110,3 +111,13 @@ def check_record(r: RequestRecord) -> None:
 
 __all__ = ["ClientPart", "Outcome", "REJECT_FAILOVER_TIMEOUT", "REJECT_MEMORY", "REJECT_NO_CHAIN", "REJECT_NON_FINITE", "REJECT_UNREACHABLE", "RequestRecord",
            "check_record"]
+
+
+def check_deferral(current: "object | None", request: "object", until_s: float, now_s: float) -> None:
+    """Check a deferral (both engines' ``defer``): ``request`` must be the request being routed
+    (``current``) and ``until_s`` a finite time ≥ ``now_s`` (s).  Raises :class:`DistLLMError` naming
+    what is wrong."""
+    if current is None or getattr(request, "id", None) != getattr(current, "id", None):
+        raise DistLLMError(f"request {getattr(request, 'id', request)} is not the request being routed")
+    if not (math.isfinite(until_s) and until_s >= now_s):
+        raise DistLLMError(f"defer until {until_s!r}: expected a finite time ≥ now ({now_s} s)")

@@ -42,7 +42,7 @@ from .chains import Route, check_route
 from .errors import DistLLMError, RouteError
 from .instance import Instance
 from .placement import PlacementResult, run_kv_capacity_bytes
-from .records import (REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome,  # noqa: F401
+from .records import (check_deferral, REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome,  # noqa: F401
                       RequestRecord, check_record, rejected_record)
 from .perf import decode_hop_cost_s, prefill_comm_s, prefill_hop_cost_s, service_time_s
 from .reservations import make_book, start_with_backoff
@@ -252,11 +252,8 @@ class Simulation:
         and is returned by :meth:`next_request` then, keeping its ``arrival_s`` (its waiting counts in
         its times).  The RequestRouting env's defer action (docs/envs.md "Defer action").  Raises
         :class:`DistLLMError` if ``request`` is not the request being routed or ``until_s`` is not a
-        finite time ≥ now."""
-        if self.current_request is None or request.id != self.current_request.id:
-            raise DistLLMError(f"request {request.id} is not the request being routed")
-        if not (math.isfinite(until_s) and until_s >= self.now_s):
-            raise DistLLMError(f"defer until {until_s!r}: expected a finite time ≥ now ({self.now_s} s)")
+        finite time ≥ now (:func:`~distllm_env.records.check_deferral`)."""
+        check_deferral(self.current_request, request, until_s, self.now_s)
         self.current_request = None
         self._push(float(until_s), Arrival(request.id))
 

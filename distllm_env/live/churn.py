@@ -219,15 +219,18 @@ class ChurnSimulation(LiveSimulation):
                                           c.shape)
 
     def _push(self, t, kind, a, b):
-        if kind == STEP:
-            b += _HB * self._epoch.get(a, 0)
-        elif kind == SERVER or kind == READY:
+        if kind == STEP:               # the base engine's push, inlined (a step is not a control event)
+            heapq.heappush(self._events, (t, kind, a, self._seq, b + _HB * self._epoch.get(a, 0)))
+            self._seq += 1
+            return
+        if kind == SERVER or kind == READY:
             # not a control event of the base engine: the fast-forward skips those of idle servers
             # (live/fastforward.py, soft_limit_s)
             entry = (t, kind, a, self._seq, b)
             heapq.heappush(self._events, entry)
             self._seq += 1
-            drop_past_soft(self, self.now_s)    # keeps the list short when nothing reads it
+            if not self._seq & 63:
+                drop_past_soft(self, self.now_s)    # keeps the list short when nothing reads it
             bisect.insort(self._soft, entry)
             return
         super()._push(t, kind, a, b)
@@ -257,7 +260,8 @@ class ChurnSimulation(LiveSimulation):
                 self._attempt(t, a)
         elif kind == READY:                          # reload, rebalancing, arrivals: live/rebalance.py
             self.dynamics.ready(t, a, b)
-            self.admission.released(t, [a])          # sessions queued on a server that was down
+            if self.admission.queues[a]:
+                self.admission.released(t, [a])      # sessions queued on a server that was down
         elif kind == REBALANCE:
             self.dynamics.tick(t, resume=b == 1)
         elif kind == SERVER_ARRIVAL:
@@ -278,7 +282,8 @@ class ChurnSimulation(LiveSimulation):
             self._vacate(t, j, ev)
         self.server_log.append((t, j, ev))
         self._dirty = True             # the routers' view is updated before the next routing decision
-        self.admission.released(t, [j])    # KV freed on j: its queue head may be admitted (and fail over)
+        if self.admission.queues[j]:       # KV freed on j: its queue head may be admitted (and fail over)
+            self.admission.released(t, [j])
 
     def _vacate(self, t: float, j: int, ev: str) -> None:
         """The sessions on server ``j`` fail over (``fail``: at once, its steps dropped; ``leave``: a
@@ -339,10 +344,14 @@ class ChurnSimulation(LiveSimulation):
         """Routers see only the servers that are up (docs/model.md §12)."""
         self._dirty = False
         p = self._placed
-        counts = tuple([c if st == UP else 0 for c, st in zip(p.counts, self.state)])
+        up = np.frombuffer(bytes(self.state), dtype=np.uint8) == UP    # states are the small ints 0-3
+        count_array = np.where(up, p.count_array, 0)
+        counts = tuple(count_array.tolist())
         if counts == self.placement.counts and p.starts == self.placement.starts:
             return                     # e.g. a server failed and rejoined between two arrivals
         self.placement = Placement._masked(p, counts)   # p is valid: no re-validation
+        # the arrays the routers read, filled in now (cached properties of the frozen Placement)
+        self.placement.__dict__.update(start_array=p.start_array, count_array=count_array)
         self.view.set_placement(self.placement)
 
     # -- stepping --------------------------------------------------------------------------------------

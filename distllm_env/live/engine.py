@@ -40,7 +40,7 @@ from ..errors import DistLLMError, RouteError
 from ..instance import Instance
 from ..reservations import make_book, start_with_backoff
 from ..placement import PlacementResult, run_kv_capacity_bytes
-from ..records import (REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome, RequestRecord,
+from ..records import (check_deferral, REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome, RequestRecord,
                          check_record, rejected_record)
 from ..view import ClusterView
 from ..workload import Request
@@ -578,11 +578,8 @@ class LiveSimulation:
         and is returned by :meth:`next_request` then, keeping its ``arrival_s`` (its waiting counts in
         its times).  The RequestRouting env's defer action (docs/envs.md "Defer action").  Raises
         :class:`DistLLMError` if ``request`` is not the request being routed or ``until_s`` is not a
-        finite time ≥ now."""
-        if self.current_request is None or request.id != self.current_request.id:
-            raise DistLLMError(f"request {request.id} is not the request being routed")
-        if not (math.isfinite(until_s) and until_s >= self.now_s):
-            raise DistLLMError(f"defer until {until_s!r}: expected a finite time ≥ now ({self.now_s} s)")
+        finite time ≥ now (:func:`~distllm_env.records.check_deferral`)."""
+        check_deferral(self.current_request, request, until_s, self.now_s)
         self.current_request = None
         self._push(float(until_s), ARRIVAL, request.id, 0)
 

@@ -62,9 +62,12 @@ def serve_inline(sim, t: float, s, h: int, ep: int) -> None:
     log = sim.step_log
     rid = s.rid
     n = len(servers)
-    comp = s.comp_prefill_s if s.done_tokens == 0 else s.comp_decode_s
+    prefill = s.done_tokens == 0
+    comp = s.comp_prefill_s if prefill else s.comp_decode_s
+    comm = s.comm_prefill_s if prefill else s.comm_decode_s
     limit = events[0][0] if events else math.inf
     t0 = t
+    seq = sim._seq                         # the tie-break counter, written back before any push
     # shared first server (cheap pre-check of "alone"): the extended limit would be -inf
     extended = serial and len(sim.holders[servers[0]]) != 1
     while True:
@@ -81,36 +84,40 @@ def serve_inline(sim, t: float, s, h: int, ep: int) -> None:
                 extended = True
                 limit = max(limit, _extended_limit_s(sim, s, t0, serial))
             if not done < limit:           # in service at the limit: its end is an event
+                sim._seq = seq
                 sim._serving[rid] = (j, t)
                 sim._push_base(done, STEP_DONE, rid, ep * _HB + h)
                 return
-        sim._seq += 1                      # the STEP_DONE push of the event path
+        seq += 1                           # the STEP_DONE push of the event path
         if log is not None:
             log.append((j, t, done))
         if h + 1 < n:
             h += 1
-            t = done + (s.comm_prefill_s[h] if s.done_tokens == 0 else s.comm_decode_s[h])
+            t = done + comm[h]
         else:
             s.done_tokens += 1
             s.last_token_s = done
-            if s.done_tokens == 1:
+            if prefill:
+                prefill = False
                 s.first_token_s = done
                 s.state = DECODE
-                comp = s.comp_decode_s
+                comp, comm = s.comp_decode_s, s.comm_decode_s
             if s.done_tokens >= s.tokens:
+                sim._seq = seq
                 s.completion_s = done
                 sim._push_base(done, END, rid, 0)
                 return
             h = 0
-            t = done + s.client_token_s + s.comm_decode_s[0]
+            t = done + s.client_token_s + comm[0]
         if not t < limit:
             if not extended:
                 extended = True
                 limit = max(limit, _extended_limit_s(sim, s, t0, serial))
             if not t < limit:
+                sim._seq = seq
                 sim._push(t, STEP, rid, h)        # (the churn engine's push adds the epoch)
                 return
-        sim._seq += 1                      # the STEP push of the event path
+        seq += 1                           # the STEP push of the event path
 
 
 def _extended_limit_s(sim, s, t0: float, serial: bool) -> float:
