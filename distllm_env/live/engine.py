@@ -18,19 +18,16 @@ Sessions are state machines (waiting → prefill → decode → done, :mod:`~dis
   declared bytes held until the TRUE completion: with known lengths the records equal the analytic
   engine's exactly.  The router's view still sees only predictions (:class:`LiveBook`).
 
-Heap entries are plain tuples ``(time_s, kind, a, sequence, b)`` (``a``: session / request id, or
-server for batch events).  Tie-break at equal times, by kind: session end (memory released) < step
-arrival < batch done < batch start < admission retry < scheduled admission (``independent``) <
-request arrival; then by ``a``: steps reaching a server at the same instant are served in request-id
-order; then push order.
+The heap's event kinds and tie-break are in :mod:`~distllm_env.live.event_kinds`.  The engine is three
+modules: this one (construction, the event loop, prediction, commit, admission and records),
+:mod:`~distllm_env.live.stepping` (the hot loop: steps, inline chains, iterations) and
+:mod:`~distllm_env.live.plumbing` (defer, reject, client splits, fork, final records).
 """
 
 from __future__ import annotations
 
-import copy
 import heapq
 import math
-from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -40,26 +37,19 @@ from ..errors import DistLLMError, RouteError
 from ..instance import Instance
 from ..reservations import make_book, start_with_backoff
 from ..placement import PlacementResult, run_kv_capacity_bytes
-from ..records import (check_deferral, REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome, RequestRecord,
-                         check_record, rejected_record)
+from ..records import REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome, RequestRecord
 from ..view import ClusterView
 from ..workload import Request
 from ..perf import hop_compute_s, prefill_comm_s
 from .admission import ADMISSION_RULE, PerServerFifo
 from .server_models import SERVER_MODELS, batch_time_s
+from .event_kinds import ADMIT, ARRIVAL, BATCH_DONE, BATCH_START, END, RETRY, STEP
+from .plumbing import ControlMixin, public_request
 from .sessions import DECODE, DONE, PREFILL, LiveBook, Session, build_session, closed_form
-
-END, STEP, BATCH_DONE, BATCH_START, RETRY, ADMIT, ARRIVAL = range(7)
-
-
-def public_request(r: Request) -> Request:
-    """The request as routers see it: ``output_tokens`` is the DECLARED length."""
-    if r.output_tokens == r.declared_output_tokens:
-        return r
-    return replace(r, output_tokens=int(r.declared_output_tokens))
+from .stepping import SteppingMixin
 
 
-class LiveSimulation:
+class LiveSimulation(SteppingMixin, ControlMixin):
     """One run of the live engine; same stepping API as :class:`~distllm_env.simulator.Simulation`
     (``next_request`` / ``commit`` / ``reject`` / ``apply_split`` / ``evaluate`` / ``start_times_s`` /
     ``finished_records`` / ``view``).  ``commit`` returns a ``pending`` record (times are predictions);
@@ -325,234 +315,6 @@ class LiveSimulation:
             heapq.heappush(self._end_bounds, (lb - 1e-9 * abs(lb) - 1e-9, s.rid))
         self._push(t + s.lead_s + s.client_prefill_s + s.comm_prefill_s[0], STEP, s.rid, 0)
 
-    def _step_arrives(self, t: float, sid: int, h: int) -> None:
-        s = self.sessions[sid]
-        if self._inline:
-            if self._serial:
-                self._serial_chain(t, s, h)
-                return
-            if self._chain(t, s, h):
-                return
-        j = s.servers[h]
-        if self.server_model == "serial":
-            cost = s.comp_prefill_s[h] if s.done_tokens == 0 else s.comp_decode_s[h]
-            busy = self.busy_until_s[j]
-            done = (t if t > busy else float(busy)) + cost
-            self.busy_until_s[j] = done
-            self._step_done(done, s, h)
-            return
-        self._waiting[j].append((sid, h))
-        if self._batch[j] is None and not self._start_pending[j]:
-            self._start_at(t, j)
-
-    def _start_at(self, t: float, j: int) -> None:
-        """Schedule an iteration of server ``j`` at ``t`` (its waiting steps join it).  When every queued
-        event is later than ``t``, the start event would be popped next: start it now instead."""
-        if self._inline and not (self._events and self._events[0][0] <= t):
-            self._seq += 1
-            self._batch_start(t, j)
-            return
-        self._start_pending[j] = True
-        self._push(t, BATCH_START, j, 0)
-
-    def _chain(self, t: float, s: Session, h: int) -> bool:
-        """Serve the step of hop ``h`` of ``s`` arriving at ``t`` and the session's following steps
-        inline, without the event queue, as long as no other event could come first or interfere:
-
-        * while the step (and, under ``batched``, its iteration) ends strictly before every queued
-          event (the queue would pop them next anyway); or
-        * while ``s`` is the only session holding its servers, strictly before every queued event that
-          is neither a step nor an iteration (only those admit or release sessions, or are arrivals,
-          i.e. decisions) and before the earliest possible end of any other session (its uncontended
-          completion less a rounding margin: an end pushed later may admit a session onto ``s``'s
-          servers).  Steps and iterations of other sessions run on other servers and cannot change
-          ``s``'s times.
-
-        ``serial``: the Lindley recursion of the event path (start = max(arrival, busy-until)).
-        ``batched``: a step reaching an idle server runs as an iteration of one step, ending at
-        t + overhead + :func:`batch_time_s` of that step.  Same float operations in the same order as
-        the event path, so the records are identical; the session's end is still an event (memory
-        release order).  Returns ``False`` (nothing done) when the first step must take the event path."""
-        events, busy_until, servers = self._events, self.busy_until_s, s.servers
-        serial = self.server_model == "serial"
-        j = servers[h]
-        if not serial and (self._batch[j] is not None or self._start_pending[j] or self._waiting[j]):
-            return False                            # the server is busy: the step queues (event path)
-        t0 = t
-        # steps ending before `limit` are served inline: first the next queued event; once that is not
-        # enough, the alone-session limit (if larger), computed at most once
-        limit = events[0][0] if events else math.inf
-        extended = False
-        if not serial:
-            batch, pending, waiting = self._batch, self._start_pending, self._waiting
-            overhead = self.batched_step_overhead_s
-        n = len(servers)
-        first = True
-        while True:
-            j = servers[h]
-            if serial:
-                cost = s.comp_prefill_s[h] if s.done_tokens == 0 else s.comp_decode_s[h]
-                busy = busy_until[j]
-                done = (t if t > busy else float(busy)) + cost
-                busy_until[j] = done
-            else:
-                if batch[j] is not None or pending[j] or waiting[j]:
-                    break
-                done = t + overhead + self._solo_work_s(s, h, j)
-                if not (t < limit and done < limit):
-                    if extended:
-                        break
-                    extended = True
-                    limit = max(limit, self._alone_limit_s(s, t0))
-                    if not (t < limit and done < limit):
-                        break
-                busy_until[j] = done
-                self._seq += 2      # the iteration's start and end events
-            first = False
-            if h + 1 < n:
-                h += 1
-                t = done + (s.comm_prefill_s[h] if s.done_tokens == 0 else s.comm_decode_s[h])
-            else:
-                s.done_tokens += 1
-                s.last_token_s = done
-                if s.done_tokens == 1:
-                    s.first_token_s = done
-                    s.state = DECODE
-                if s.done_tokens >= s.tokens:
-                    s.completion_s = done
-                    self._push(done, END, s.rid, 0)
-                    return True
-                h = 0
-                t = done + s.client_token_s + s.comm_decode_s[0]
-            if not t < limit:
-                if extended:
-                    break
-                extended = True
-                limit = max(limit, self._alone_limit_s(s, t0))
-                if not t < limit:
-                    break
-            self._seq += 1          # the step's own push (keeps tie-break numbers increasing as before)
-        if first:
-            return False
-        self._push(t, STEP, s.rid, h)
-        return True
-
-    def _serial_chain(self, t: float, s: Session, h: int) -> None:
-        """:meth:`_chain` under ``serial`` (the same rules; a leaner loop: every step of a contended
-        session goes through here)."""
-        events, busy_until, servers = self._events, self.busy_until_s, s.servers
-        comp = s.comp_prefill_s if s.done_tokens == 0 else s.comp_decode_s
-        n = len(servers)
-        limit = events[0][0] if events else math.inf
-        t0, extended = t, False
-        while True:
-            j = servers[h]
-            busy = busy_until[j]
-            done = (t if t > busy else float(busy)) + comp[h]
-            busy_until[j] = done
-            if h + 1 < n:
-                h += 1
-                t = done + (s.comm_prefill_s[h] if s.done_tokens == 0 else s.comm_decode_s[h])
-            else:
-                s.done_tokens += 1
-                s.last_token_s = done
-                if s.done_tokens == 1:
-                    s.first_token_s = done
-                    s.state = DECODE
-                    comp = s.comp_decode_s
-                if s.done_tokens >= s.tokens:
-                    s.completion_s = done
-                    self._push(done, END, s.rid, 0)
-                    return
-                h = 0
-                t = done + s.client_token_s + s.comm_decode_s[0]
-            if not t < limit:
-                if extended or len(self.holders[servers[0]]) != 1:     # (cheap pre-check of "alone")
-                    break
-                extended = True
-                alone = self._alone_limit_s(s, t0)
-                if not t < alone:
-                    break
-                limit = alone
-            self._seq += 1          # the step's own push (keeps tie-break numbers increasing as before)
-        self._push(t, STEP, s.rid, h)
-
-    def _alone_limit_s(self, s: Session, t0: float) -> float:
-        """The alone-session limit of :meth:`_chain` for ``s`` while processing an event at ``t0``
-        (``-inf`` when another session holds one of its servers)."""
-        if not self._alone_ok:
-            return -math.inf
-        holders = self.holders
-        for j in s.servers:
-            if len(holders[j]) != 1:
-                return -math.inf
-        control = self._control
-        while control and control[0] < t0:        # popped already (the queue is processed in time order)
-            heapq.heappop(control)
-        limit = control[0] if control else math.inf
-        bounds, sessions = self._end_bounds, self.sessions
-        while bounds and sessions[bounds[0][1]].state == DONE:
-            heapq.heappop(bounds)
-        if bounds:
-            if bounds[0][1] != s.rid:
-                limit = min(limit, bounds[0][0])
-            else:             # the second smallest of a heap is one of the root's children
-                for k in (1, 2):
-                    if k < len(bounds):
-                        limit = min(limit, bounds[k][0])
-        return limit
-
-    def _step_done(self, done: float, s: Session, h: int) -> None:
-        """Step of hop ``h`` finished at ``done``: schedule the next hop, or finish the token."""
-        if h + 1 < len(s.servers):
-            comm = s.comm_prefill_s[h + 1] if s.done_tokens == 0 else s.comm_decode_s[h + 1]
-            self._push(done + comm, STEP, s.rid, h + 1)
-            return
-        s.done_tokens += 1
-        s.last_token_s = done
-        if s.done_tokens == 1:
-            s.first_token_s = done
-            s.state = DECODE
-        if s.done_tokens >= s.tokens:
-            s.completion_s = done
-            self._push(done, END, s.rid, 0)
-        else:
-            self._push(done + s.client_token_s + s.comm_decode_s[0], STEP, s.rid, 0)
-
-    def _batch_start(self, t: float, j: int) -> None:
-        self._start_pending[j] = False
-        batch, self._waiting[j] = self._waiting[j], []
-        if not batch:
-            return
-        self._batch[j] = batch
-        # end = (t + o) + max(weight-read, compute), summed in this order on purpose: t + (o + max) rounds
-        # differently, and a step arriving one ulp before/after the boundary then joins a different batch
-        # (hypothesis case in tests/test_live_reference.py; the exact rational sum sides with this order)
-        if len(batch) == 1 and self._inline:
-            work = self._solo_work_s(self.sessions[batch[0][0]], batch[0][1], j)
-        else:
-            work = batch_time_s(batch, self.sessions, self._tau[j], self._ftok, self._peak[j], 0.0)
-        end = t + self.batched_step_overhead_s + work
-        self.busy_until_s[j] = end
-        self._push(end, BATCH_DONE, j, 0)
-
-    def _batch_done(self, t: float, j: int) -> None:
-        batch, self._batch[j] = self._batch[j], None
-        for sid, h in batch:
-            self._step_done(t, self.sessions[sid], h)
-        if self._waiting[j] and not self._start_pending[j]:
-            self._start_at(t, j)
-
-    def _solo_work_s(self, s: Session, h: int, j: int) -> float:
-        """:func:`batch_time_s` of an iteration made of the one step of hop ``h`` of ``s`` (cached per
-        session, hop and phase; the same call, so the same value)."""
-        key = (s.rid, h, s.done_tokens == 0)
-        work = self._solo_s.get(key)
-        if work is None:
-            work = self._solo_s[key] = batch_time_s(((s.rid, h),), self.sessions, self._tau[j], self._ftok,
-                                                    self._peak[j], 0.0)
-        return work
-
     def _release(self, t: float, sid: int) -> None:
         s = self.sessions[sid]
         s.state = DONE
@@ -573,104 +335,6 @@ class LiveSimulation:
             client_blocks=r.client_blocks, kv_bytes_per_block=s.per_block_bytes,
             declared_tokens=int(r.declared_output_tokens), truncated=bool(r.truncated))
 
-    def defer(self, request: Request, until_s: float) -> None:
-        """Put back ``request`` (the request being routed) undecided: it arrives again at ``until_s``
-        and is returned by :meth:`next_request` then, keeping its ``arrival_s`` (its waiting counts in
-        its times).  The RequestRouting env's defer action (docs/envs.md "Defer action").  Raises
-        :class:`DistLLMError` if ``request`` is not the request being routed or ``until_s`` is not a
-        finite time ≥ now (:func:`~distllm_env.records.check_deferral`)."""
-        check_deferral(self.current_request, request, until_s, self.now_s)
-        self.current_request = None
-        self._push(float(until_s), ARRIVAL, request.id, 0)
 
-    def reject(self, request: Request, reason: str, route: Route | None = None) -> RequestRecord:
-        """Record ``request`` rejected for ``reason`` (times NaN)."""
-        self._check_current(request)
-        r = self._true[request.id]
-        rec = rejected_record(r, reason, route)
-        self.records[r.id] = rec
-        self.current_request = None
-        return rec
-
-    def _check_current(self, request: Request) -> None:
-        if self.current_request is None or request.id != self.current_request.id:
-            raise DistLLMError(f"request {request.id} is not the request being routed "
-                               f"({None if self.current_request is None else self.current_request.id})")
-
-    def apply_split(self, part: ClientPart) -> Request:
-        """As :meth:`Simulation.apply_split`."""
-        req = self.current_request
-        if req is None:
-            raise DistLLMError("no request is being routed")
-        if not 0 <= part.blocks < self.instance.num_blocks:
-            raise DistLLMError(f"the client may run 0..{self.instance.num_blocks - 1} blocks (the server chain needs "
-                               f"at least one), got {part.blocks}")
-        if part.prefill_s < 0 or part.per_token_s < 0:
-            raise DistLLMError(f"client times must be ≥ 0, got {part}")
-        self._client_parts[req.id] = part
-        self._true[req.id] = replace(self._true[req.id], client_blocks=int(part.blocks))
-        req = replace(req, client_blocks=int(part.blocks))
-        self.requests[req.id] = req
-        self.current_request = req
-        return req
-
-    def fork(self, future: Sequence[Request] | None = None, also: Sequence = ()):
-        """An independent copy that continues byte-identically (as
-        :meth:`distllm_env.simulator.Simulation.fork`): sessions in flight, admission queues, books,
-        churn state and its numpy Generators are copied, finished sessions and immutable parts shared.
-        Policy objects the engine holds (churn: failover router, placement policy) are forked too.
-
-        ``future`` replaces the requests not yet arrived (renumbered, arriving at or after now); the
-        fork is then a hypothetical continuation and the request being routed runs with its DECLARED
-        length (what routers see).  Sessions in flight keep their engine lengths.  Raises
-        :class:`DistLLMError` for a bad ``future``.
-
-        ``also``: objects copied in the same pass (the router and rng driving the run, so that a churn
-        engine's failover router stays the same object as the fork's router); the result is then the
-        tuple ``(fork, *copies)``."""
-        from ..forking import engine_parts, fork_copy
-
-        shared, shallow = engine_parts(
-            self, ("_true", "requests", "records", "_client_parts", "_events", "_control", "_end_bounds",
-                   "_solo_s", "completed_ids"), ("_tau", "_peak", "_rows", "churn", "_placed"))
-        preset = {id(s): (s if s.state == DONE else copy.copy(s)) for s in self.sessions.values()}
-        preset[id(self.sessions)] = {k: preset[id(s)] for k, s in self.sessions.items()}
-        views = getattr(self, "_failover_views", None)     # churn: a cache of views, rebuilt on demand
-        if views is not None:
-            preset[id(views)] = {}
-        new = fork_copy(self, shared, shallow, preset, also=also)
-        if future is not None:
-            (new[0] if also else new)._set_future(future)
-        return new
-
-    def _set_future(self, future: Sequence[Request]) -> None:
-        from ..forking import future_ids, renumber_future
-
-        first = future_ids([(e[2], e[0]) for e in self._events if e[1] == ARRIVAL],
-                           lambda i: self._true[i].arrival_s, len(self._true))
-        self._events = [e for e in self._events if not (e[1] == ARRIVAL and e[2] >= first)]
-        heapq.heapify(self._events)
-        reqs = renumber_future(future, first, self.now_s)
-        cur = self.current_request
-        if cur is not None:
-            self._true[cur.id] = replace(self._true[cur.id], output_tokens=int(cur.declared_output_tokens))
-        for lst in (self._true, self.requests, self.records):
-            del lst[first:]
-        self._true.extend(reqs)
-        self.requests.extend(public_request(r) for r in reqs)
-        self.records.extend([None] * len(reqs))
-        for r in reqs:
-            self._push(r.arrival_s, ARRIVAL, r.id, 0)
-
-    def finished_records(self) -> list[RequestRecord]:
-        """The per-request table once every request has ended.  Raises :class:`DistLLMError` if a
-        request was never routed or is still running."""
-        missing = [i for i, r in enumerate(self.records) if r is None or r.status == "pending"]
-        if missing:
-            raise DistLLMError(f"{len(missing)} requests were never routed or are still running (first: {missing[0]})")
-        for r in self.records:
-            check_record(r)  # type: ignore[arg-type]
-        return list(self.records)  # type: ignore[arg-type]
-
-
+# the event kinds and public_request are re-exported (their import path before the split)
 __all__ = ["LiveSimulation", "public_request"]
