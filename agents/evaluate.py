@@ -17,13 +17,15 @@ Baselines of a decision are paired with the rest of the model's env:
   registered) on the env's placement (the sidecar's ``config["placement"]``, else the scenario's
   default, i.e. CG-BP): specs ``PLACEMENT+ROUTER``;
 * BlockPlacement: every registered placement (``cg-bp-tuned`` included once registered) except
-  ``milp`` (it runs to its time limit, about a minute per seed; ask for it with ``policies=``) with the
+  ``milp`` (it runs to its time limit, about a minute per seed; add it with ``policies=["+milp"]``) with the
   env's router (``config["router"]``, else WS-RR).  Baseline placements keep their own cache policy
   (PETALS its fixed pool); the learned placement uses the env's (``leftover`` by default).
 
 :data:`STRONG_BASELINES` (the strongest non-learned baselines: ``opt-rr``, ``ws-rr-load``,
 ``lookahead``; ``cg-bp-tuned``) are always part of the default list when registered; a narrowed
-``policies=`` list that leaves them out gets a note saying so.
+``policies=`` list that leaves them out gets a note saying so.  ``--allocation-delays scenario`` charges the
+learned policy family ``default`` and the baselines their families' delays: the table then gets a note that
+the comparison is not fair.
 """
 
 from __future__ import annotations
@@ -75,8 +77,9 @@ def baseline_specs(decision: str, scenario, env_config: dict | None = None,
                    policies: Sequence[str] | None = None, allow_imports: bool = False) -> list[str]:
     """Compare specs of the baselines of ``decision`` paired with the env's other decision.
 
-    ``policies`` narrows (or, with names outside the defaults such as ``milp``, extends) the list; an
-    item containing ``+`` or ``:`` is used as a full compare spec.  ``allow_imports``: the scenario's
+    ``policies`` replaces the default list; an item written ``+NAME`` (e.g. ``+milp``) is added to the
+    list instead (to the defaults when every item is ``+NAME``); an item containing ``+`` (after its
+    leading one) or ``:`` is used as a full compare spec.  ``allow_imports``: the scenario's
     ``policy_defaults`` may name a ``module:Class`` import path (as in
     :func:`distllm_env.compare.compare`).
 
@@ -98,13 +101,14 @@ def baseline_specs(decision: str, scenario, env_config: dict | None = None,
     else:
         raise ScenarioError("--model", f"no simulator baselines for decision {decision!r}; evaluate ClientSplit "
                                        "models on the env (distllm_env.envs.policies.SplitEnvPolicy)")
-    if policies:
-        out = []
-        for p in policies:
-            out.append(p if ("+" in p or ":" in p) else pair(p))
-        return out
-    names += [n for n in STRONG_BASELINES[decision] if n not in names and n in _registered(decision)]
-    return [pair(n) for n in names]
+    listed, added = split_extra_policies(policies)
+    as_spec = lambda p: p if ("+" in p or ":" in p) else pair(p)  # noqa: E731
+    if listed:
+        out = [as_spec(p) for p in listed]
+    else:
+        names += [n for n in STRONG_BASELINES[decision] if n not in names and n in _registered(decision)]
+        out = [pair(n) for n in names]
+    return out + [s for s in map(as_spec, added) if s not in out]
 
 
 def _registered(decision: str) -> dict:
@@ -119,6 +123,35 @@ def missing_strong_baselines(decision: str | None, specs: Sequence[str]) -> list
         return []
     used = {part for s in specs for part in str(s).replace("+", " ").split()}
     return [n for n in STRONG_BASELINES[decision] if n in _registered(decision) and n not in used]
+
+
+#: top-level scenario sections whose change makes an evaluation a generalisation test (the network the
+#: policy acts on); a change of ``workload`` or ``simulator`` only (e.g. ``--set workload.num_requests=30``) is not
+STRUCTURAL_SECTIONS = ("model", "topology", "servers", "clients", "network")
+
+
+def _structural_changes(sidecar: dict, sc) -> list[str]:
+    """The :data:`STRUCTURAL_SECTIONS` in which ``sc`` differs from the training scenario that the
+    model's sidecar names (its ``scenario_raw``, else ``scenario`` + ``overrides``); all of them when that
+    scenario cannot be rebuilt (e.g. a YAML file no longer there)."""
+    try:
+        trained = load_scenario(sidecar.get("scenario_raw") or sidecar.get("scenario"), sidecar.get("overrides") or ())
+    except Exception:       # noqa: BLE001 - unknown training scenario: say the evaluation may generalise
+        return ["unknown training scenario"]
+    return [k for k in STRUCTURAL_SECTIONS if trained.raw.get(k) != sc.raw.get(k)]
+
+
+def split_extra_policies(policies: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """``(listed, added)``: ``--policies`` items as given, and those written ``+NAME`` (added to the
+    default list instead of replacing it; the ``+`` removed)."""
+    listed, added = [], []
+    for p in policies or ():
+        p = str(p).strip()
+        if p.startswith("+") and len(p) > 1:
+            added.append(p[1:].strip())
+        elif p:
+            listed.append(p)
+    return listed, added
 
 
 def _user_policy(spec: Any):
@@ -136,7 +169,9 @@ def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = N
     model's training scenario) over ``seeds`` (default 10 000 … 10 004).  ``allocation_delays``: a rule
     (:func:`distllm_env.compare.parse_allocation_delays`): ``auto`` / None (default) and ``zero`` charge
     no delay, ``equal:SECONDS`` the same delay to every policy (the learned one included), ``scenario``
-    the scenario's per-family delays (the learned policy: family ``default``).  A baseline that fails
+    the scenario's per-family delays (the learned policy: family ``default``; when that differs from a
+    baseline's delay a note says the comparison is not fair).  ``policies``: replaces the default
+    baselines; items written ``+NAME`` are added to them instead (:func:`split_extra_policies`).  A baseline that fails
     on the scenario is reported (``status`` ``failed: …``, a ``margins`` row with ``status``) and the
     rest still runs; the evaluated policy failing raises its error.
 
@@ -179,8 +214,11 @@ def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = N
         sc = load_scenario(scenario, overrides)
         lm.make_env(sc).close()   # refuses a mismatched observation/action space on this scenario
         if sc.hash != lm.sidecar.get("scenario_hash"):
-            notes.append(f"evaluated on scenario {sc.name} ({sc.hash}), trained on {lm.sidecar.get('scenario_name')} "
-                         f"({lm.sidecar.get('scenario_hash')}): a generalisation test")
+            changed = _structural_changes(lm.sidecar, sc)
+            if changed:
+                notes.append(f"evaluated on scenario {sc.name} ({sc.hash}), trained on {lm.sidecar.get('scenario_name')} "
+                             f"({lm.sidecar.get('scenario_hash')}); it differs from the training scenario in: "
+                             f"{', '.join(changed)}: a generalisation test")
         if lm.sidecar.get("version") and lm.sidecar["version"] != __import__("distllm_env").__version__:
             notes.append(f"model trained with distllm-env {lm.sidecar['version']}")
         pol = learned_policy(lm, allocation_delays=rule)
@@ -200,17 +238,20 @@ def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = N
             decision = "RequestRouting" if has_route and not has_place else "BlockPlacement" if has_place and not has_route \
                 else None
         if decision is None:    # both decisions: against the compare presets
-            specs = list(policies) if policies else ["petals", "proposed", "proposed-load", "cg-bprr", "opt-order",
-                                                      "opt-number", "opt-rr"]
+            listed, added = split_extra_policies(policies)
+            specs = listed or ["petals", "proposed", "proposed-load", "cg-bprr", "opt-order", "opt-number", "opt-rr"]
+            specs += [a for a in added if a not in specs]
         else:
             specs = baseline_specs(decision, sc, env_config, policies, allow_imports)
     if model is not None:
         specs = baseline_specs(decision, sc, env_config, policies, allow_imports)
     # a user policy given by import path is labelled by that path, as compare() labels it
     first = policy if model is None and isinstance(policy, str) else pol
-    if decision == "BlockPlacement" and not policies:
-        notes.append(f"left out by default: {list(SLOW_PLACEMENTS)} (runs to its solver time limit, about a minute per "
-                     "seed); add it with --policies")
+    if decision == "BlockPlacement" and not split_extra_policies(policies)[0]:
+        slow = [n for n in SLOW_PLACEMENTS if not any(n in str(spec).replace("+", " ").split() for spec in specs)]
+        if slow:
+            notes.append(f"left out by default: {slow} (runs to its solver time limit, about a minute per "
+                         f"seed); add it with --policies +{slow[0]}")
     if sc.workload.num_requests >= EXPENSIVE_NOTE_REQUESTS:
         for name, cost in EXPENSIVE_BASELINES.items():
             if any(name in str(spec).replace("+", " ").split() for spec in specs):
@@ -229,6 +270,12 @@ def evaluate(model: "str | Path | LearnedModel | None" = None, scenario: Any = N
         raise RuntimeError(f"{label}: {f.reason}")
     for lbl, f in res.failures.items():
         notes.append(f"baseline {lbl} failed on this scenario: {f.reason}")
+    per = res.meta["allocation_delay_per_policy_s"]
+    if len(set(per.values())) > 1:      # e.g. --allocation-delays scenario on paper-*: not like for like
+        notes.append(f"not a fair comparison: allocation delays differ ({', '.join(f'{k} {v:g} s' for k, v in per.items())}); "
+                     f"{label} is family default, charged {per[label]:g} s, while the baselines are charged their "
+                     "families' fitted constants, so the margins measure the constants as well as the policies; use "
+                     "the default (auto: 0 for all) or equal:SECONDS for a like-for-like comparison")
     margins = _margins(res, label)
     return EvaluationResult(res, label, margins, model_info, notes)
 
@@ -283,5 +330,5 @@ def write_outputs(result: EvaluationResult, paths: Sequence[str | Path]) -> list
     return written
 
 
-__all__ = ["EXPENSIVE_BASELINES", "EvaluationResult", "SLOW_PLACEMENTS", "STRONG_BASELINES", "baseline_specs", "evaluate",
-           "missing_strong_baselines", "write_outputs"]
+__all__ = ["EXPENSIVE_BASELINES", "EvaluationResult", "SLOW_PLACEMENTS", "STRONG_BASELINES", "STRUCTURAL_SECTIONS",
+           "baseline_specs", "evaluate", "missing_strong_baselines", "split_extra_policies", "write_outputs"]

@@ -38,25 +38,38 @@ class LearnedModel:
 
     def __init__(self, path: str | Path, device: str = "cpu", *, env_id: str | None = None, scenario: Any = None,
                  overrides: Sequence[str] = (), env_config: dict | None = None, algo: str | None = None,
-                 zoo_dir: Any = None):
+                 zoo_dir: Any = None, wrappers: Sequence[Any] | None = None, allow_imports: bool = False):
         """Load the model at ``path`` (SB3 zip, RLlib checkpoint, or ``zoo:NAME``: a model of the agent
         zoo, :mod:`.zoo`, searched in ``zoo_dir`` first) and its sidecar.
 
         A plain SB3 zip without a sidecar is accepted when ``env_id`` is given: the model is taken to
         act on ``env_id`` (``scenario`` + ``overrides``, ``env_config``; ``algo`` None: read from the
-        zip), behind the wrappers its observation space fits (:func:`.sidecar.plain_sidecar`).
+        zip), behind ``wrappers`` (``module:Class`` or ``module.Class`` strings, ``{path: kwargs}`` or
+        ``{"path", "kwargs"}`` mappings, applied in order; classes outside
+        :data:`.hyperparams.ALLOWED_WRAPPER_MODULES` need ``allow_imports``), or, with ``wrappers``
+        None, behind the first candidate list its observation space fits (:func:`.sidecar.plain_sidecar`).
 
         Raises:
             ModelMismatchError: ``path`` does not exist, the sidecar is missing (and no ``env_id``) or
-                invalid, or names an unknown back-end; a plain zip that fits ``env_id`` with no wrappers.
-            ScenarioError: (path ``--model``) ``zoo:NAME`` with an unknown name (the message lists them)."""
+                invalid, or names an unknown back-end; a plain zip that fits ``env_id`` behind none of
+                the candidate wrappers (or behind ``wrappers``).
+            ScenarioError: (path ``model``) ``zoo:NAME`` with an unknown name (the message lists them)
+                or a recipe without a trained model; (path ``wrappers.I``) a bad wrapper, or
+                ``wrappers`` without ``env_id``."""
         from .zoo import resolve_model
 
         self.path = resolve_model(path, zoo_dir)
         if not self.path.exists():
-            raise ModelMismatchError("--model", f"{str(self.path)!r} does not exist")
-        if env_id is not None and self.path.suffix == ".zip" and not sidecar_path(self.path).is_file():
-            self.sidecar = plain_sidecar(self.path, env_id, scenario, overrides, env_config, algo)
+            raise ModelMismatchError("model", f"{str(self.path)!r} does not exist")
+        plain = self.path.suffix == ".zip" and not sidecar_path(self.path).is_file()
+        if wrappers is not None and not (env_id is not None and plain):
+            raise ScenarioError("wrappers", "only for a plain SB3 zip without a sidecar, together with env_id "
+                                            "(a sidecar already names the wrappers)")
+        if env_id is not None and plain:
+            from .hyperparams import parse_wrappers
+
+            wr = None if wrappers is None else parse_wrappers(list(wrappers), "wrappers", allow_imports)
+            self.sidecar = plain_sidecar(self.path, env_id, scenario, overrides, env_config, algo, wr)
         else:
             self.sidecar = read_sidecar(self.path)
         self.env_id = check_env_id(self.sidecar["env_id"], "sidecar.env_id")
@@ -179,13 +192,13 @@ class _LearnedPolicy:
         (:func:`distllm_env.compare.parse_allocation_delays`), charged as to family ``default``.
 
         Raises:
-            ScenarioError: the model is not of this decision (path ``--model``), or a bad rule (path
+            ScenarioError: the model is not of this decision (path ``model``), or a bad rule (path
                 ``allocation_delays``)."""
         from ..allocation_delays import parse_allocation_delays
 
         self.model = _as_model(model)
         if self.model.decision != self.decision:
-            raise ScenarioError("--model", f"{self.model.path} was trained on {self.model.env_id}, not on a "
+            raise ScenarioError("model", f"{self.model.path} was trained on {self.model.env_id}, not on a "
                                            f"{self.decision} env")
         self.deterministic = deterministic
         self.name = name or f"learned:{self.model.name}"
@@ -194,14 +207,16 @@ class _LearnedPolicy:
 
     @classmethod
     def load(cls, path: str | Path, *, env_id: str | None = None, scenario: Any = None, overrides: Sequence[str] = (),
-             env_config: dict | None = None, algo: str | None = None, zoo_dir: Any = None, **kwargs: Any):
+             env_config: dict | None = None, algo: str | None = None, zoo_dir: Any = None,
+             wrappers: Sequence[Any] | None = None, allow_imports: bool = False, **kwargs: Any):
         """The policy of the model at ``path`` (``zoo:NAME`` for a zoo model); a plain SB3 zip without
-        a sidecar needs ``env_id`` (:class:`LearnedModel`).  ``kwargs`` go to the constructor.
+        a sidecar needs ``env_id`` (and ``wrappers`` when the candidates do not fit; :class:`LearnedModel`).
+        ``kwargs`` go to the constructor.
 
         Raises:
             ModelMismatchError, ScenarioError: as :class:`LearnedModel` and the constructor."""
         return cls(LearnedModel(path, env_id=env_id, scenario=scenario, overrides=overrides, env_config=env_config,
-                                algo=algo, zoo_dir=zoo_dir), **kwargs)
+                                algo=algo, zoo_dir=zoo_dir, wrappers=wrappers, allow_imports=allow_imports), **kwargs)
 
     @classmethod
     def from_zoo(cls, name: str, zoo_dir: Any = None, **kwargs: Any):
@@ -209,7 +224,8 @@ class _LearnedPolicy:
         ``$DISTLLM_ENV_ZOO_DIR`` and the shipped zoo (:mod:`.zoo`).
 
         Raises:
-            ScenarioError: (path ``--model``) an unknown name; the message lists the known ones."""
+            ScenarioError: (path ``model``) an unknown name (the message lists the known ones), a recipe
+                without a trained model (the message says how to train it), or a model of another decision."""
         from .zoo import model_path
 
         return cls(LearnedModel(model_path(name, zoo_dir)), **kwargs)
@@ -357,13 +373,13 @@ def learned_policy(model: "LearnedModel | str | Path", **kwargs):
     """:class:`LearnedRouter` or :class:`LearnedPlacement`, by the model's env.
 
     Raises:
-        ScenarioError: (path ``--model``) the model's env is neither RequestRouting nor BlockPlacement."""
+        ScenarioError: (path ``model``) the model's env is neither RequestRouting nor BlockPlacement."""
     m = _as_model(model)
     if m.decision == "RequestRouting":
         return LearnedRouter(m, **kwargs)
     if m.decision == "BlockPlacement":
         return LearnedPlacement(m, **kwargs)
-    raise ScenarioError("--model", f"{m.env_id}: only RequestRouting and BlockPlacement models run inside the "
+    raise ScenarioError("model", f"{m.env_id}: only RequestRouting and BlockPlacement models run inside the "
                                    "simulator; use LearnedEnvPolicy on the env")
 
 

@@ -28,6 +28,8 @@ from ..errors import ScenarioError
 from ..outputs import json_safe
 
 FORMAT = "distllm-env-model/1"
+#: gymnasium's ``FlattenObservation``, a candidate wrapper for a plain SB3 zip (:func:`plain_sidecar`)
+FLATTEN = {"path": "gymnasium.wrappers:FlattenObservation", "kwargs": {}}
 
 
 class ModelMismatchError(ScenarioError):
@@ -108,9 +110,10 @@ def read_sidecar(model_path: str | Path) -> dict:
         ModelMismatchError: no sidecar, not valid JSON, a wrong ``format``, or a missing field."""
     path = sidecar_path(model_path)
     if not path.is_file():
-        raise ModelMismatchError("--model", f"no sidecar {str(path)!r} next to {str(model_path)!r}; models trained "
+        raise ModelMismatchError("model", f"no sidecar {str(path)!r} next to {str(model_path)!r}; models trained "
                                             "with 'distllm-env train' have one (docs/contracts.md §5); for a plain SB3 "
-                                            "zip give the env id it was trained on (--env ID, optionally --scenario)")
+                                            "zip give the env id it was trained on (--env ID, optionally --scenario "
+                                            "and --wrapper; Python: env_id=, scenario=, wrappers=)")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -154,7 +157,7 @@ def detect_algo(model_path: str | Path) -> str:
         with zipfile.ZipFile(model_path) as z:
             data = json.loads(z.read("data"))
     except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelMismatchError("--model", f"{str(model_path)!r} is not a stable-baselines3 model zip ({exc})") from None
+        raise ModelMismatchError("model", f"{str(model_path)!r} is not a stable-baselines3 model zip ({exc})") from None
     policy = data.get("policy_class") if isinstance(data, dict) else None
     module = str(policy.get("__module__", "")) if isinstance(policy, dict) else ""
     if module.startswith("sb3_contrib.common.maskable"):
@@ -163,7 +166,7 @@ def detect_algo(model_path: str | Path) -> str:
         return "dqn"
     if module.startswith("stable_baselines3.common.policies"):
         return "ppo" if "clip_range" in data else "a2c"
-    raise ModelMismatchError("--model", f"cannot tell the algorithm of {str(model_path)!r} (policy class module "
+    raise ModelMismatchError("model", f"cannot tell the algorithm of {str(model_path)!r} (policy class module "
                                         f"{module!r}); expected a PPO, MaskablePPO, A2C or DQN zip")
 
 
@@ -172,8 +175,10 @@ def plain_sidecar(model_path: str | Path, env_id: str, scenario: Any = None, ove
                   wrappers: Sequence[Mapping[str, Any]] | None = None) -> dict:
     """A sidecar for a plain SB3 zip trained outside ``distllm-env train`` (no ``PATH.json``): the model
     is taken to act on ``env_id`` (with ``scenario`` + ``overrides``, ``env_config``) behind
-    ``wrappers``; None tries no wrapper, then the ``env_wrapper`` list of ``agents/<algo>.yml`` for that
-    id, and keeps the first whose observation space equals the model's.  ``algo`` None:
+    ``wrappers`` (parsed ``[{"path", "kwargs"}]``); None tries, in order, no wrapper, the ``env_wrapper``
+    list of ``agents/<algo>.yml`` for that id, gymnasium's ``FlattenObservation`` alone, then that list
+    followed by ``FlattenObservation`` (a common plain-SB3 set-up with ``MlpPolicy``), and keeps the
+    first whose observation space equals the model's.  ``algo`` None:
     :func:`detect_algo`.  The result has ``"sidecar": "synthesized"``; nothing is written.
 
     Raises:
@@ -197,10 +202,19 @@ def plain_sidecar(model_path: str | Path, env_id: str, scenario: Any = None, ove
             shipped = []
         if shipped:
             candidates.append(shipped)
+        candidates.append([FLATTEN])
+        if shipped:
+            candidates.append(list(shipped) + [FLATTEN])
     diffs = []
     for wr in candidates:
         factory = EnvFactory(env_id, scenario, tuple(overrides or ()), dict(env_config or {}), wr, seed_range=None)
-        env = factory()
+        try:
+            env = factory()
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            if wrappers is not None or isinstance(exc, ScenarioError):
+                raise
+            diffs.append(f"with wrappers {[w['path'].rsplit(':', 1)[-1] for w in wr]}: {exc}")   # e.g. unflattenable
+            continue
         try:
             got = space_signature(env.observation_space)
             if got != want:
@@ -218,10 +232,10 @@ def plain_sidecar(model_path: str | Path, env_id: str, scenario: Any = None, ove
                     "timesteps": int(getattr(model, "num_timesteps", 0) or 0), "training_time_s": None}
         finally:
             env.close()
-    raise ModelMismatchError("--model", f"the observation space of {str(model_path)!r} does not fit {env_id} "
+    raise ModelMismatchError("model", f"the observation space of {str(model_path)!r} does not fit {env_id} "
                                         f"({'; '.join(diffs)}); was it trained on another env id, config or scenario?")
 
 
-__all__ = ["FORMAT", "ModelMismatchError", "check_space", "describe_difference", "detect_algo", "plain_sidecar", "read_sidecar",
+__all__ = ["FLATTEN", "FORMAT", "ModelMismatchError", "check_space", "describe_difference", "detect_algo", "plain_sidecar", "read_sidecar",
            "scenario_fields", "sidecar_path",
            "signature_digest", "space_signature", "write_sidecar"]

@@ -120,6 +120,19 @@ class TrainResult:
     model: Any = None
     #: the seeds of each ``eval_freq`` evaluation, in order (all equal: :func:`validation_seeds`)
     evaluated_seeds: list = field(default_factory=list)
+    #: the steps asked for (``timesteps`` or the YAML's ``n_timesteps``); on-policy algorithms collect
+    #: whole rollouts, so ``timesteps`` may exceed it (:attr:`rollout_steps`)
+    requested_timesteps: int = 0
+    #: steps per rollout (``n_steps`` × ``n_envs``) of an on-policy algorithm, else None
+    rollout_steps: int | None = None
+    #: training stopped by ``time_limit_s`` before ``requested_timesteps``
+    stopped_by_time_limit: bool = False
+    #: ``PATH_checkpoints/`` when checkpoints were written, else None
+    checkpoint_dir: Path | None = None
+    #: ``PATH_eval/best_model.zip`` when a validation evaluation saved one, else None
+    best_model_path: Path | None = None
+    #: ``PATH.zip`` existed before and was replaced
+    overwrote: bool = False
 
 
 def _check_out(out: str | Path) -> Path:
@@ -290,6 +303,7 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
 
         callbacks.append(_Deadline())
 
+    overwrote = out.exists()
     t0 = time.perf_counter()
     model.learn(total_timesteps=total, callback=CallbackList(callbacks) if callbacks else None,
                 tb_log_name=f"{algo}_{out.stem}")
@@ -300,15 +314,23 @@ def train(env_id: str, scenario: Any = None, algo: str = "maskable_ppo", timeste
 
     sidecar = sidecar_at(model.num_timesteps, training_time_s=round(elapsed, 3))
     sc_path = write_sidecar(out, sidecar)
+    n_steps = getattr(model, "n_steps", None)      # on-policy (PPO, MaskablePPO, A2C): whole rollouts
+    ckpt_dir = Path(str(out.with_suffix("")) + "_checkpoints")
+    best = Path(str(out.with_suffix("")) + "_eval") / "best_model.zip"
     return TrainResult(out, sc_path, int(model.num_timesteps), elapsed, sidecar, model,
-                       validation.evaluated_seeds if validation is not None else [])
+                       validation.evaluated_seeds if validation is not None else [], requested_timesteps=total,
+                       rollout_steps=int(n_steps) * n if n_steps else None,
+                       stopped_by_time_limit=bool(time_limit_s) and int(model.num_timesteps) < total,
+                       checkpoint_dir=ckpt_dir if checkpoint_freq and checkpoint_freq > 0 and ckpt_dir.is_dir() else None,
+                       best_model_path=best if val_seeds and best.is_file() else None, overwrote=overwrote)
 
 
 def train_recipe(recipe: "str | Path | Recipe", out: str | Path | None = None, *,
                  zoo_dir: "str | Path | Sequence[str | Path] | None" = None, **options: Any) -> TrainResult:
     """Train exactly the zoo recipe ``recipe`` (a :class:`~.zoo.Recipe`, a ``.yml`` path or a zoo name:
-    ``NAME``, ``zoo/NAME``; docs/agents.md "The agent zoo") and save ``out`` (default ``NAME.zip`` in
-    the working directory) with its sidecar.  ``options`` are :func:`train`'s run-time keywords that
+    ``NAME``, ``zoo/NAME``; docs/agents.md "The agent zoo") and save ``out`` with its sidecar (default
+    :func:`~.zoo.default_model_out`: ``zoo_dir/NAME.zip`` when ``zoo_dir`` is given, so the model is
+    found there as ``zoo:NAME``; else ``NAME.zip`` in the working directory).  ``options`` are :func:`train`'s run-time keywords that
     do not change what is learned: ``progress_bar``, ``tensorboard_log``, ``checkpoint_freq``,
     ``eval_freq``, ``eval_episodes``, ``num_threads``, ``verbose``, ``time_limit_s``, ``vec_env``,
     ``allow_imports``.
@@ -316,13 +338,13 @@ def train_recipe(recipe: "str | Path | Recipe", out: str | Path | None = None, *
     Raises:
         ScenarioError: an unknown recipe name (the message lists the known ones), a bad recipe, or an
             option that would change the recipe (path ``--recipe``)."""
-    from .zoo import Recipe, find_recipe
+    from .zoo import Recipe, default_model_out, find_recipe
 
     bad = sorted(set(options) - set(RUNTIME_OPTIONS))
     if bad:
         raise ScenarioError("--recipe", f"a recipe fixes {bad}; edit a copy of the recipe instead")
     rec = recipe if isinstance(recipe, Recipe) else find_recipe(recipe, zoo_dir)
-    return train(rec.env_id, rec.scenario, rec.algo, rec.n_timesteps, out if out is not None else f"{rec.name}.zip",
+    return train(rec.env_id, rec.scenario, rec.algo, rec.n_timesteps, out if out is not None else default_model_out(rec, zoo_dir),
                  seed=rec.seed, overrides=rec.overrides, n_envs=None, recipe=rec, **options)
 
 

@@ -7,9 +7,13 @@
 For every env id family it prints the env's default baseline, the best oracle or strong baseline, a
 lower bound where one exists, and the headroom = (baseline − best) / baseline (per-token time; for
 goodput and split work reduction, (best − baseline) / baseline).  An id with headroom < 3 % is a
-*sanity task* (docs/envs.md "Headroom").  All runs use held-out seeds 10,000 … (paired: every policy
-sees the same instance and workload per seed) and one allocation delay for every policy
-(``--allocation-delay-s``, default 0; docs/contracts.md §4).
+*sanity task* (docs/envs.md "Headroom").  The column "beyond best non-learned" is the headroom of the
+family's best ORACLE over the best non-learned candidate (every other one): ``lookahead`` for routing
+(paired on its seeds where it ran on a subset), the per-seed |R| oracle for placement, the exact DP for
+split; negative when the oracle is worse, "oracle not run" where none ran (SwarmPlacement: its hindsight
+oracle plays through the env, ``benchmarks/learning.py --parts swarm-zoo``).  All runs use held-out
+seeds 10,000 … (paired: every policy sees the same instance and workload per seed) and one allocation
+delay for every policy (``--allocation-delay-s``, default 0; docs/contracts.md §4).
 
 * **RequestRouting** (paper presets, at the preset load and at λ = 4 on Bellcanada / GTS-CE; azure
   presets): the env's placement (the scenario's default, CG-BP) with WS-RR (baseline) against
@@ -30,7 +34,10 @@ sees the same instance and workload per seed) and one allocation delay for every
 * **SwarmPlacement** (churn presets, router WS-RR): PETALS' join rule with rebalancing (the issue's
   baseline) against PETALS' rule without rebalancing and CG-BP's rule with and without; the initial
   placement is the join rule's own policy (= ``simulate(scenario, rule, "ws-rr")``, which the env
-  reproduces with ``config={"placement": rule}`` and ``JoinEnvPolicy(rule)``).  Metric: goodput.
+  reproduces with ``config={"placement": rule}`` and ``JoinEnvPolicy(rule)``).  Metric: goodput (0 on a
+  seed that completed nothing).  The per-token time printed beside it is the mean over the seeds that
+  completed something, with the number of seeds that completed nothing (their per-token time is
+  undefined, docs/contracts.md §6).
 
 ``lookahead`` / ``cg-bp-tuned`` are looked up in ``distllm_env.registry`` at run time.  ``--workers N``
 runs the simulations in N processes (``distllm_env.parallel.map_seeds`` when that module exists, else
@@ -63,6 +70,10 @@ CHURN_PRESETS = ("petals-swarm-churn", "clustered-churn")
 CHURN_POLICIES = {"petals rule + rebalancing": ("petals", True), "petals rule, no rebalancing": ("petals", False),
                   "cg-bp rule, no rebalancing": ("cg-bp", False), "cg-bp rule + rebalancing": ("cg-bp", True)}
 FAMILIES = ("routing", "placement", "split", "churn")
+#: the oracle of each family, for the "beyond best non-learned" column (docs/envs.md "Headroom"): the
+#: best oracle against the best non-learned policy (every other candidate).  SwarmPlacement's hindsight
+#: oracle plays through the env (benchmarks/learning.py --parts swarm-zoo), so it is not run here.
+ORACLES = {"routing": ("cg-bp+lookahead",), "placement": ("oracle |R| per seed",), "split": ("dp",), "churn": ()}
 
 
 def camel(preset: str) -> str:
@@ -225,12 +236,57 @@ def _mean(results: dict, seeds, key: str) -> float:
     return float(np.mean(vals)) if len(vals) == len(seeds) else math.nan
 
 
+def _mean_completed(results: dict, seeds, key: str) -> tuple[float, int]:
+    """(mean of ``key`` over the seeds whose run completed something, number of seeds whose run
+    completed nothing).  A run that completed no request has a NaN per-token time (docs/contracts.md
+    §6): it is left out of the mean and counted instead, so one such seed does not hide the others."""
+    vals = [results[s][key] for s in seeds if results.get(s) and key in results[s]]
+    done = [v for v in vals if math.isfinite(v)]
+    return (float(np.mean(done)) if done else math.nan), len(vals) - len(done)
+
+
+def _gain(nl: float, oracle: float, low: bool) -> float:
+    return (nl - oracle) / nl if low else (oracle - nl) / nl
+
+
+def beyond_non_learned(entry: dict, means: dict, rejected: dict, subset: dict, cap: float) -> dict:
+    """How much the best oracle of the entry's family (:data:`ORACLES`) gains over the best
+    non-learned policy (every other candidate that rejects no more than the baseline): ``pct`` =
+    (best non-learned − oracle) / best non-learned for per-token time, (oracle − best non-learned) /
+    best non-learned for goodput and work saved; negative when the oracle is worse.  An oracle run on
+    a subset of the seeds (lookahead on the live presets) is compared paired on those seeds.  ``pct``
+    is NaN, with a ``note``, when no oracle ran."""
+    low, fam = entry["lower_is_better"], entry["family"]
+    if fam == "split":              # the DP is exact (arXiv 2410.10759): no policy beats it
+        return {"oracle": "dp", "non_learned": "dp", "pct": 0.0, "note": "DP exact"}
+    for oracle in ORACLES[fam]:
+        if oracle in subset:
+            sub = subset[oracle]
+            pool, seeds = {k: v for k, v in sub.items() if k not in ("seeds", oracle)}, sub["seeds"]
+            value = sub[oracle]
+        elif oracle in means:
+            pool = {k: v for k, v in means.items() if k != oracle and rejected.get(k, math.inf) <= cap}
+            seeds, value = None, means[oracle]
+            if rejected.get(oracle, math.inf) > cap:
+                return {"oracle": oracle, "pct": math.nan, "note": "oracle rejects more than the baseline"}
+        else:
+            continue
+        pool = {k: v for k, v in pool.items() if math.isfinite(v)}
+        if not pool or not math.isfinite(value):
+            return {"oracle": oracle, "pct": math.nan, "note": "no finite mean"}
+        nl = (min if low else max)(pool, key=pool.get)
+        return {"oracle": oracle, "oracle_value": value, "non_learned": nl, "non_learned_value": pool[nl],
+                "pct": 100.0 * _gain(pool[nl], value, low), "seeds": seeds}
+    return {"oracle": None, "pct": math.nan, "note": "oracle not run"}
+
+
 def assemble(entry: dict, res: dict, seeds: list[int]) -> dict:
     """Means over the held-out seeds, the best policy, the bound and the headroom of one entry."""
     key, low = entry["metric"], entry["lower_is_better"]
     means: dict[str, float] = {}
     rejected: dict[str, float] = {}
     extra: dict = {}
+    cap = math.inf                  # the most rejections a "best" candidate may have (per-token metrics)
     if entry["family"] == "split":
         per = res["split"]
         for pol in ("dp", "prefix-greedy", "ratio-greedy"):
@@ -268,18 +324,23 @@ def assemble(entry: dict, res: dict, seeds: list[int]) -> dict:
         cap = rejected[entry["baseline"]] + 1e-9 if low else math.inf
         finite = {k: v for k, v in means.items() if math.isfinite(v) and rejected.get(k, math.inf) <= cap}
         best = (min if low else max)(finite, key=finite.get) if finite else entry["baseline"]
+    beyond = beyond_non_learned(entry, means, rejected, extra.get("subset_means", {}), cap)
     base = means[entry["baseline"]]
     headroom = (base - means[best]) / base if low else (means[best] - base) / base
     row = {"env_id": entry["env_id"], "scenario": entry["scenario"], "setting": entry["setting"],
            "metric": key, "baseline": entry["baseline"], "baseline_value": base, "best": best,
-           "best_value": means[best], "headroom_pct": 100.0 * headroom, "means": means, **extra}
+           "best_value": means[best], "headroom_pct": 100.0 * headroom, "beyond_non_learned": beyond, "means": means,
+           **extra}
     if entry["family"] == "routing":
         row["lower_bound"] = _mean(res[entry["baseline"]], seeds, "bound_s")
         row["bound_gap_pct"] = 100.0 * (base - row["lower_bound"]) / base
     if rejected:
         row["rejected"] = rejected
     if entry["family"] == "churn":
-        row["per_token"] = {lab: _mean(per, seeds, "mean_per_token_time_s") for lab, per in res.items()}
+        # per-token time over the seeds that completed something; the others are counted
+        pt = {lab: _mean_completed(per, seeds, "mean_per_token_time_s") for lab, per in res.items()}
+        row["per_token"] = {lab: v[0] for lab, v in pt.items()}
+        row["per_token_seeds_none_completed"] = {lab: v[1] for lab, v in pt.items()}
         row["rebalance_moves"] = {lab: _mean(per, seeds, "num_rebalance_moves") for lab, per in res.items()}
     row["sanity_task"] = bool(row["headroom_pct"] < SANITY_PCT)
     return row
@@ -317,14 +378,26 @@ def fmt(v: float, metric: str) -> str:
     return f"{v:.1%}" if metric == "server_work_reduction_total" else f"{v:.4f}"
 
 
+def fmt_beyond(b: dict) -> str:
+    """The "beyond best non-learned" cell: the oracle's gain in % (negative: the oracle is worse)."""
+    if not math.isfinite(b["pct"]):
+        return b.get("note", "—")
+    pct = "0.0 %" if abs(b["pct"]) < 0.05 else f"{b['pct']:+.1f} %"
+    if b.get("note"):
+        return f"{pct} ({b['note']})"
+    seeds = b.get("seeds")
+    on = f", seeds {seeds[0]}…{seeds[-1]}" if seeds else ""
+    return f"{pct} ({b['oracle']}{on})".replace("|", "\\|")      # a Markdown table cell
+
+
 def text(rep: dict) -> str:
     head = (f"distllm-env {rep['version']}, {rep['date']}: seeds {rep['seeds'][0]}…{rep['seeds'][-1]}, "
             f"equal allocation delay {rep['allocation_delay_s']:g} s, requests {rep['num_requests']}, "
             f"{'--set ' + ' '.join(rep['set']) + ', ' if rep['set'] else ''}"
             f"lookahead {'on' if rep['lookahead'] else 'not registered'}, cg-bp-tuned "
             f"{'on' if rep['cg_bp_tuned'] else 'not registered'}; {rep['simulations']} runs in {rep['wall_s']:.0f} s")
-    lines = [head, "", "| env id | setting | metric | baseline | best | lower bound | headroom | task |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [head, "", "| env id | setting | metric | baseline | best | lower bound | headroom "
+             "| beyond best non-learned | task |", "|---|---|---|---|---|---|---|---|---|"]
     unit = {"mean_per_token_time_s": "per-token s", "goodput_requests_per_s": "goodput req/s",
             "server_work_reduction_total": "work saved"}
     for r in rep["rows"]:
@@ -332,14 +405,21 @@ def text(rep: dict) -> str:
         bound = fmt(r["lower_bound"], m) if "lower_bound" in r else "—"
         lines.append(f"| `{r['env_id']}` | {r['setting']} | {unit[m]} | {r['baseline']} {fmt(r['baseline_value'], m)} "
                      f"| {r['best']} {fmt(r['best_value'], m)} | {bound} | {r['headroom_pct']:.1f} % "
-                     f"| {'sanity' if r['sanity_task'] else 'research'} |")
+                     f"| {fmt_beyond(r['beyond_non_learned'])} | {'sanity' if r['sanity_task'] else 'research'} |")
     lines.append("")
     for r in rep["rows"]:
         m = r["metric"]
         parts = ", ".join(f"{k} {fmt(v, m)}" for k, v in r["means"].items())
         lines.append(f"{r['env_id']} ({r['setting']}): {parts}")
+        b = r["beyond_non_learned"]
+        if b.get("non_learned") and b.get("note") is None:
+            lines.append(f"    beyond best non-learned: {b['oracle']} {fmt(b['oracle_value'], m)} against "
+                         f"{b['non_learned']} {fmt(b['non_learned_value'], m)}")
         if "per_token" in r:
-            lines.append("    per-token s: " + ", ".join(f"{k} {fmt(v, 'x')}" for k, v in r["per_token"].items()))
+            none = r.get("per_token_seeds_none_completed", {})
+            lines.append("    per-token s (mean over the seeds that completed something): " + ", ".join(
+                f"{k} {fmt(v, 'x')}" + (f" ({none[k]} of {len(rep['seeds'])} seeds completed nothing)"
+                                        if none.get(k) else "") for k, v in r["per_token"].items()))
             lines.append("    rebalance moves: " + ", ".join(f"{k} {v:.1f}" for k, v in r["rebalance_moves"].items()))
         if "rejected" in r and any(v for v in r["rejected"].values() if math.isfinite(v)):
             lines.append("    rejected: " + ", ".join(f"{k} {v:.1f}" for k, v in r["rejected"].items()))

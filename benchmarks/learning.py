@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -573,6 +574,21 @@ def _swarm_oracle(env, seed: int) -> dict:
     return _swarm_summary(u)
 
 
+def _mean_finite(vals) -> float:
+    """Mean of the finite values (NaN when there is none), without numpy's empty-slice warning."""
+    done = [float(v) for v in vals if v is not None and math.isfinite(v)]
+    return float(np.mean(done)) if done else math.nan
+
+
+def _ratio(x: float, base: float) -> float:
+    """x / base − 1, NaN when either is undefined or base is 0."""
+    return x / base - 1 if math.isfinite(x) and math.isfinite(base) and base != 0 else math.nan
+
+
+def _pct(v: float) -> str:
+    return f"{v:+.1%}" if math.isfinite(v) else "-"
+
+
 def run_swarm_zoo(args, out_dir: Path) -> dict:
     """SwarmPlacement on clustered-churn (held-out seeds 10 000 …): every rule through the env, the
     oracle on ``--oracle-seeds`` seeds, the zoo model when shipped; margins against PETALS' rule with
@@ -601,8 +617,9 @@ def run_swarm_zoo(args, out_dir: Path) -> dict:
         learned = LearnedModel(f"{MODEL_PREFIX}{SWARM_ZOO['model']}")
     except Exception as exc:     # noqa: BLE001 - the zoo has no such model (yet): the learned column is absent
         print(f"(no learned column: {exc})")
+    orc = f"oracle on {len(oracle_seeds)} seeds" if oracle_seeds else "oracle not run (--oracle-seeds 0)"
     print(f"\n=== swarm-zoo: SwarmPlacement on {sc} + rebalancing, held-out seeds {seeds[0]}…{seeds[-1]}, "
-          f"initial placement: the env's default for every rule; oracle on {len(oracle_seeds)} seeds ===", flush=True)
+          f"initial placement: the env's default for every rule; {orc} ===", flush=True)
     t0 = time.perf_counter()
     per: dict = {}
     for label, (rebalance, mk) in rules.items():
@@ -624,17 +641,26 @@ def run_swarm_zoo(args, out_dir: Path) -> dict:
     rows = []
     for label, by in per.items():
         ss = list(by)
-        m = {k: float(np.nanmean([by[s][k] for s in ss])) for k in ("goodput_requests_per_s", "mean_per_token_time_s",
-                                                                     "num_rejected", "num_decisions")}
-        b = {k: float(np.nanmean([base[s][k] for s in ss])) for k in m}
-        gain = m["goodput_requests_per_s"] / b["goodput_requests_per_s"] - 1
-        pt = m["mean_per_token_time_s"] / b["mean_per_token_time_s"] - 1
+        # per-token time: the mean over the seeds that completed something (a seed that completed nothing
+        # has none, docs/contracts.md §6), those seeds counted in "seeds_none_completed"
+        m = {k: _mean_finite([by[s][k] for s in ss]) for k in ("goodput_requests_per_s", "mean_per_token_time_s",
+                                                                "num_rejected", "num_decisions")}
+        b = {k: _mean_finite([base[s][k] for s in ss]) for k in m}
+        none = sum(not math.isfinite(by[s]["mean_per_token_time_s"]) for s in ss)
+        gain = _ratio(m["goodput_requests_per_s"], b["goodput_requests_per_s"])
+        pt = _ratio(m["mean_per_token_time_s"], b["mean_per_token_time_s"])
         ok = gain >= SWARM_TARGETS["goodput"] and pt <= SWARM_TARGETS["per_token"] and m["num_rejected"] <= b["num_rejected"]
-        rows.append({"policy": label, "seeds": len(ss), **m, "goodput_vs_base": gain, "per_token_vs_base": pt,
-                     "rejected_vs_base": m["num_rejected"] - b["num_rejected"], "meets_target": ok})
-    print(format_table([{**r, "goodput_vs_base": f"{r['goodput_vs_base']:+.1%}", "per_token_vs_base": f"{r['per_token_vs_base']:+.1%}",
+        rows.append({"policy": label, "seeds": len(ss), **m, "seeds_none_completed": none, "goodput_vs_base": gain,
+                     "per_token_vs_base": pt, "rejected_vs_base": m["num_rejected"] - b["num_rejected"],
+                     "meets_target": bool(ok)})
+    print(format_table([{**r, "goodput_vs_base": _pct(r["goodput_vs_base"]), "per_token_vs_base": _pct(r["per_token_vs_base"]),
                          "rejected_vs_base": f"{r['rejected_vs_base']:+.1f}", "meets_target": "yes" if r["meets_target"] else "no"}
                         for r in rows]))
+    if any(r["seeds_none_completed"] for r in rows):
+        print("seeds_none_completed: seeds on which the policy completed no request; its per-token time is the "
+              "mean over the other seeds (- when none is left)")
+    if not oracle_seeds:
+        print("greedy hindsight oracle: not run (--oracle-seeds 0)")
     print(f"target: ≥ {SWARM_TARGETS['goodput']:.0%} goodput over petals rule + rebalancing, per-token time at most "
           f"{SWARM_TARGETS['per_token']:.0%} above it, no more rejections (vs_base columns: on each row's seeds); "
           f"evaluation {time.perf_counter() - t0:.0f} s", flush=True)

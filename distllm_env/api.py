@@ -19,8 +19,9 @@ from .instance import Instance, build_instance
 from .metrics import summarize
 from .outputs import add_data_attribution, record_row, write_requests
 from .placement import Placement, PlacementResult
-from .registry import (check_scenario_policies, family_delay_s, family_of, make_placement, resolve_placement,
-                       resolve_routing)
+from .allocation_delays import policy_family
+from .registry import (check_scenario_policies, default_placement, default_routing, family_delay_s, make_placement,
+                       resolve_placement, resolve_routing)
 from .live.admission import admission_meta
 from .live.engine import LiveSimulation
 from .rng import check_seed, generators, seed_streams
@@ -131,6 +132,7 @@ def simulate(
     requests: Sequence[Request] | None = None,
     splitter: Any = None,
     allow_imports: bool = False,
+    allocation_delay_family: str | None = None,
 ) -> SimulationResult:
     """Simulate ``scenario`` for one ``seed`` under a placement and a routing policy.
 
@@ -140,7 +142,13 @@ def simulate(
     imported only when given here; the scenario's ``policy_defaults`` may name one only with
     ``allow_imports=True`` (README, "Trust boundary").  Both policies are resolved and checked
     (``place`` / ``route``) before anything runs.
-    ``allocation_delays`` replaces the scenario's per-family delays (e.g. ``{}`` for none).
+    ``allocation_delays`` replaces the scenario's per-family delays (e.g. ``{}`` for none).  The family
+    charged (docs/contracts.md §4) is ``allocation_delay_family`` when given, else that of the compare
+    preset the two registered names form (``None``: the scenario's default names; an instance of exactly a
+    registered class counts as its name); any other policy object — a subclass of a baseline included — is
+    family ``default`` (:func:`distllm_env.allocation_delays.policy_family`).  On ``paper-*`` a user's router therefore pays
+    0 s where ``"ws-rr"`` by name pays the ``proposed`` 60 s: compare routers with
+    :func:`distllm_env.compare.compare` (``auto``) or ``allocation_delays={}``.
     ``splitter`` (split inference) decides per request how many leading blocks the client runs
     (``plan(request, instance) -> ClientPart``).
 
@@ -151,6 +159,10 @@ def simulate(
     seed = check_seed(seed)
     sc = load_scenario(scenario, overrides)
     check_scenario_policies(sc, allow_imports)
+    if allocation_delay_family is None:     # names only: an object is family ``default`` (contracts §4)
+        allocation_delay_family = policy_family(
+            default_placement(sc, allow_imports=allow_imports) if placement is None else placement,
+            default_routing(sc, allow_imports=allow_imports) if routing is None else routing)
     if not isinstance(placement, (Placement, PlacementResult)):
         placement = resolve_placement(placement, sc, allow_imports=allow_imports)
     router = resolve_routing(routing, sc, allow_imports=allow_imports)
@@ -159,7 +171,7 @@ def simulate(
     placement_rng, routing_rng = generators(seed_streams(seed)["policy"], 2)
     presult, pname, t_place = place(inst, placement, placement_rng, sc)
     rname = policy_name(router)
-    family = family_of(pname if pname != "given" else placement, rname)
+    family = allocation_delay_family
     delays = dict(sc.simulator.allocation_delay_s if allocation_delays is None else allocation_delays)
     delay = allocation_delay_for(sc, family, delays)
     sim = new_simulation(inst, presult, reqs, reservation=sc.simulator.reservation, backoff=sc.simulator.backoff,

@@ -10,7 +10,10 @@ Allocation delays (``allocation_delays=`` / ``--allocation-delays``, :func:`pars
 user's or learned policy — a ``module:Class``, an object, or a ``PLACEMENT+ROUTER`` pair with an
 import path on either side — sets all delays equal (0); ``scenario`` always charges the scenario's,
 ``zero`` none, ``equal:SECONDS`` the same delay to every policy, learned ones included
-(docs/contracts.md §4–§5).  Every output states the rule and the delays used.
+(docs/contracts.md §4–§5).  Every output states the rule and the delays used; a ``default``-family
+policy charged another delay than a preset (``auto`` / ``scenario``) adds
+``meta["allocation_delays_unequal_note"]``.  An object passed from Python is family ``default``
+(:func:`~distllm_env.allocation_delays.policy_family`) and labelled by :func:`object_label`.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ import numpy as np
 
 from ._version import __version__
 from .api import ALLOCATION_DELAY_NOTE, SimulationResult, simulate
-from .allocation_delays import ALLOCATION_DELAY_FORMS, AllocationDelayRule, parse_allocation_delays
+from .allocation_delays import (ALLOCATION_DELAY_FORMS, AllocationDelayRule, parse_allocation_delays, policy_family,
+                                registered_name, unequal_delays_note)
 from .errors import PolicyLoadError
 from .outputs import add_data_attribution, json_safe, sidecar_json, write_csv
 from .parallel import map_seeds
 from .imports import is_import_path, load_object
-from .registry import (check_scenario_policies, default_placement, default_routing, family_delay_s, family_of,
-                       make_placement, make_routing, split_policy_spec)
+from .registry import (PLACEMENT_POLICIES, PRESETS, ROUTING_POLICIES, check_scenario_policies, default_placement,
+                       default_routing, family_delay_s, make_placement, make_routing, split_policy_spec)
 from .scenario import Scenario, load_scenario
 
 RESULT_COLUMNS = ("policy", "family", "mean_per_token_time_s", "mean_per_token_time_s_std", "ttft_p50_s",
@@ -53,7 +57,7 @@ def resolve_policy(spec: Any, scenario: Scenario, allow_imports: bool = False) -
     if isinstance(spec, ComparePolicy):
         return spec
     if not isinstance(spec, str):
-        return _from_object(spec, getattr(spec, "name", type(spec).__name__), scenario, allow_imports)
+        return _from_object(spec, object_label(spec), scenario, allow_imports)
     label, p, r = split_policy_spec(spec)
     if r == "":  # module:Class
         return _from_object(load_object(p, field="policies"), label, scenario, allow_imports)
@@ -61,7 +65,24 @@ def resolve_policy(spec: Any, scenario: Scenario, allow_imports: bool = False) -
     make_placement(p, scenario, field=f"policy {label!r}")
     make_routing(r, scenario, field=f"policy {label!r}")
     # either side a user's import path: a user policy for the allocation-delay rule (docs/contracts.md §4)
-    return ComparePolicy(label, p, r, family_of(p, r), user=is_import_path(p) or is_import_path(r))
+    return ComparePolicy(label, p, r, policy_family(p, r), user=is_import_path(p) or is_import_path(r))
+
+
+def object_label(obj: Any) -> str:
+    """The label of a policy object (or class) passed from Python (docs/contracts.md §4): the ``name``
+    its own class (or the instance itself) sets, else its class name; a registered policy's name only
+    for an instance of exactly that registered class (:func:`~distllm_env.allocation_delays.registered_name`)
+    — so ``class Mine(WSRRRouter)`` is ``Mine`` (family ``default``) and ``WSRRRouter()`` is ``ws-rr``."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    own = None if isinstance(obj, type) else getattr(obj, "__dict__", {}).get("name")
+    if own is None:
+        own = cls.__dict__.get("name")
+    if not isinstance(own, str) or not own:
+        return cls.__name__
+    if own in PRESETS or own in PLACEMENT_POLICIES or own in ROUTING_POLICIES:
+        if own not in (registered_name(obj, "placement"), registered_name(obj, "routing")):
+            return cls.__name__
+    return own
 
 
 def construct_policy(obj: Any, label: Any) -> Any:
@@ -85,9 +106,10 @@ def construct_policy(obj: Any, label: Any) -> Any:
 def _from_object(obj: Any, label: str, scenario: Scenario, allow_imports: bool = False) -> ComparePolicy:
     obj = construct_policy(obj, label)
     has_place, has_route = callable(getattr(obj, "place", None)), callable(getattr(obj, "route", None))
-    return ComparePolicy(label, obj if has_place else default_placement(scenario, allow_imports=allow_imports),
-                         obj if has_route else default_routing(scenario, allow_imports=allow_imports), "default",
-                         user=True)
+    placement = obj if has_place else default_placement(scenario, allow_imports=allow_imports)
+    routing = obj if has_route else default_routing(scenario, allow_imports=allow_imports)
+    # family as simulate() charges it (contracts §4); user=True: ``auto`` then charges every policy alike
+    return ComparePolicy(label, placement, routing, policy_family(placement, routing), user=True)
 
 
 @dataclass
@@ -174,7 +196,7 @@ def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds
     rule = parse_allocation_delays(allocation_delays, "allocation_delays")
     delays, delay_rule = rule.resolve(sc, any(p.user for p in resolved))
     per_seed, results, runs, failures = [], [], {}, {}
-    tasks = [(sc, pol.placement, pol.routing, seed, delays, allow_imports, keep_going) for pol in resolved
+    tasks = [(sc, pol.placement, pol.routing, seed, delays, allow_imports, keep_going, pol.family) for pol in resolved
              for seed in seeds]
     sims = iter(map_seeds(_simulate_task, tasks, workers, backend, ray_address))
     for pol in resolved:
@@ -221,6 +243,10 @@ def compare(scenario: "str | Scenario | Mapping", policies: Sequence[Any], seeds
     add_data_attribution(meta, sc)     # a built-in Azure trace: its CC-BY 4.0 attribution
     if any(v > 0 for v in delays.values()):
         meta["allocation_delay_note"] = ALLOCATION_DELAY_NOTE
+    unequal = unequal_delays_note({p.label: p.family for p in resolved}, meta["allocation_delay_per_policy_s"],
+                                  rule.mode)
+    if unequal:
+        meta["allocation_delays_unequal_note"] = unequal
     if failures:
         meta["failed_policies"] = {k: f.reason for k, f in failures.items()}
     return CompareResult(sc, seeds, resolved, results, per_seed, meta, runs, failures)
@@ -254,11 +280,12 @@ def _failed_row(pol: ComparePolicy, delay_s: float, failure: PolicyFailure) -> d
 
 def _simulate_task(task: tuple) -> SimulationResult:
     """One (policy, seed) run of :func:`compare`, in this or a worker process."""
-    sc, placement, routing, seed, delays, allow_imports, keep_going = task
+    sc, placement, routing, seed, delays, allow_imports, keep_going, family = task
+    kw = dict(seed=seed, allocation_delays=delays, allow_imports=allow_imports, allocation_delay_family=family)
     if not keep_going:
-        return simulate(sc, placement, routing, seed=seed, allocation_delays=delays, allow_imports=allow_imports)
+        return simulate(sc, placement, routing, **kw)
     try:
-        return simulate(sc, placement, routing, seed=seed, allocation_delays=delays, allow_imports=allow_imports)
+        return simulate(sc, placement, routing, **kw)
     except Exception as exc:     # keep_going: reported in the table, the other policies still run
         msg = " ".join(str(exc).split()) or repr(exc)
         return PolicyFailure(seed, type(exc).__name__, msg, exc)
@@ -388,4 +415,4 @@ def compare_figure(result: CompareResult, reference: str | None = None):
 
 
 __all__ = ["ALLOCATION_DELAY_FORMS", "AllocationDelayRule", "CompareResult", "ComparePolicy", "PolicyFailure", "compare",
-           "construct_policy", "paired_differences", "parse_allocation_delays", "plot_compare", "resolve_policy"]
+           "construct_policy", "object_label", "paired_differences", "parse_allocation_delays", "plot_compare", "resolve_policy"]

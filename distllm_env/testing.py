@@ -38,11 +38,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .commands.common import format_table
-from .compare import ComparePolicy, compare, construct_policy, parse_allocation_delays
+from .allocation_delays import policy_family
+from .compare import ComparePolicy, compare, construct_policy, object_label, parse_allocation_delays
 from .errors import PolicyLoadError, ScenarioError
 from .imports import load_object
-from .registry import (PLACEMENT_POLICIES, PRESETS, ROUTING_POLICIES, default_placement, default_routing, family_of,
-                       split_policy_spec)
+from .registry import PLACEMENT_POLICIES, PRESETS, ROUTING_POLICIES, default_placement, default_routing, split_policy_spec
 from .scenario import load_scenario
 
 DECISIONS = ("routing", "placement", "both")
@@ -50,7 +50,7 @@ _LEARNED = {"RequestRouting": "routing", "BlockPlacement": "placement"}
 
 
 def _label(x: Any) -> str:
-    return x if isinstance(x, str) else str(getattr(x, "name", None) or type(x).__name__)
+    return x if isinstance(x, str) else object_label(x)     # as compare() labels an object
 
 
 def _as_object(obj: Any, spec: Any) -> Any:
@@ -111,22 +111,22 @@ def fair_pair(policy: Any, baseline: Any, scenario: Any, *, placement: Any = Non
         shared = placement if placement is not None else p_place if p_place is not None else default_placement(scenario)
         if routing is not None:
             raise ScenarioError("routing", "routing= is only for comparing placements; give placement= for a router")
-        pair = (ComparePolicy(f"{_label(shared)}+{p_label}", shared, p_route, family_of(shared, p_route)),
-                ComparePolicy(f"{_label(shared)}+{_label(b_route)}", shared, b_route, family_of(shared, b_route)))
+        pair = (ComparePolicy(f"{_label(shared)}+{p_label}", shared, p_route, policy_family(shared, p_route)),
+                ComparePolicy(f"{_label(shared)}+{_label(b_route)}", shared, b_route, policy_family(shared, b_route)))
     elif dec == "placement":
         if p_place is None or b_place is None:
             raise PolicyLoadError(f"placement comparison: {p_label!r} and {b_label!r} must both provide a placement")
         shared = routing if routing is not None else p_route if p_route is not None else default_routing(scenario)
         if placement is not None:
             raise ScenarioError("placement", "placement= is only for comparing routers; give routing= for a placement")
-        pair = (ComparePolicy(f"{p_label}+{_label(shared)}", p_place, shared, family_of(p_place, shared)),
-                ComparePolicy(f"{_label(b_place)}+{_label(shared)}", b_place, shared, family_of(b_place, shared)))
+        pair = (ComparePolicy(f"{p_label}+{_label(shared)}", p_place, shared, policy_family(p_place, shared)),
+                ComparePolicy(f"{_label(b_place)}+{_label(shared)}", b_place, shared, policy_family(b_place, shared)))
     else:
         if placement is not None or routing is not None:
             raise ScenarioError("decision", f"{p_label!r} makes both decisions: placement=/routing= apply only to a router or a "
                              "placement (or pass decision='routing'/'placement')")
         pair = tuple(ComparePolicy(lbl, pl or default_placement(scenario), rt or default_routing(scenario),
-                                   family_of(pl, rt) if isinstance(pl, str) and isinstance(rt, str) else "default")
+                                   policy_family(pl, rt))
                      for lbl, pl, rt in ((p_label, p_place, p_route), (b_label, b_place, b_route)))
     cand, base = pair
     if cand.label == base.label:

@@ -17,6 +17,8 @@ from .reservations import ReservationBook
 from .scenario.fidelity import scenario_fidelity
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
     from .instance import Instance
     from .placement import CachePolicy, Placement
     from .workload import Request
@@ -39,8 +41,9 @@ class SimulationState(Protocol):
 
     def queued_work_s(self, server: int) -> float: ...
 
-    # optional: ``fork(future=None)`` -> an independent copy of the running simulation
-    # (:meth:`ClusterView.fork`; docs/architecture.md "Forking a simulation")
+    # optional: ``fork(future=None)`` -> an independent copy of the running simulation (``None``: the
+    # true future; :meth:`ClusterView.fork` never passes ``None``; docs/architecture.md "Forking a
+    # simulation")
 
 
 class ClusterView:
@@ -138,19 +141,24 @@ class ClusterView:
         return [int(r.output_tokens) for r in getattr(self._sim, "records", ())
                 if r is not None and r.status == "completed" and r.completion_s <= now]
 
-    def fork(self, future):
+    def fork(self, future: "Sequence[Request] | None" = ()):
         """An independent copy of the running simulation (``Simulation.fork`` /
         ``LiveSimulation.fork``) for what-if rollouts, whose requests not yet arrived are REPLACED by
-        ``future`` (a sequence of requests, possibly empty, arriving at or after now, in order): the
-        copy never holds the true future arrivals, and on the live engine the request being routed
-        runs there with its declared length.  Sessions in flight keep the engine's lengths
-        (docs/contracts.md §7).  The request being routed is still being routed in the copy; nothing
-        done to the copy reaches the running simulation.  Raises
-        :class:`~distllm_env.errors.DistLLMError` if the simulation cannot be forked (e.g. the view of
-        a churn failover segment) or ``future`` is bad."""
+        ``future``: a sequence of requests (ids are renumbered), arriving at or after now, in order.
+        The default ``()`` (and ``None``) means no future arrivals: a router never gets the true future
+        through the view.  On the live engine the request being routed runs in the copy with its
+        declared length; sessions in flight keep the engine's lengths (docs/contracts.md §7).
+
+        The request being routed is still PENDING in the copy (``copy.current_request``): commit or
+        reject it there before ``copy.next_request()``, which raises otherwise.  Drive the copy with
+        ``next_request`` / ``commit`` / ``reject`` until ``next_request()`` returns ``None``; then
+        ``copy.finished_records()`` is its per-request table (docs/architecture.md "Forking a
+        simulation" has a runnable example).  Nothing done to the copy reaches the running simulation.
+        Raises :class:`~distllm_env.errors.DistLLMError` if the simulation cannot be forked (e.g. the
+        view of a churn failover segment) or ``future`` is bad."""
         if not self.can_fork():
             raise DistLLMError(f"{type(self._sim).__name__} cannot be forked")
-        return self._sim.fork(future)
+        return self._sim.fork(() if future is None else future)
 
     # -- chains --------------------------------------------------------------------------------------
     def set_placement(self, placement: "Placement") -> None:

@@ -4,7 +4,9 @@ engine, the live engine (batched servers, unknown lengths) and a churn preset.""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +149,70 @@ def test_future_keeps_deferred_requests(case):
         route_one(fork, router, rng, q)
     assert req.id in ids and nxt.id + 1 in ids
     assert all(r is not None and r.status != "pending" for r in fork.records)
+
+
+# -- ClusterView.fork, as documented (docs/architecture.md "Forking a simulation") ------------------------
+ARCH = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+
+
+def documented_example() -> dict:
+    """The namespace of the python block of docs/architecture.md "Forking a simulation"."""
+    text = ARCH.read_text()
+    section = text[text.index("## Forking a simulation"):]
+    section = section[:section.index("\n## ", 1)]
+    code = re.search(r"^```python\n(.*?)^```", section, re.M | re.S).group(1)
+    ns: dict = {}
+    exec(compile(code, str(ARCH), "exec"), ns)
+    return ns
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_view_fork_defaults_to_no_future_arrivals(case):
+    sim, router, rng = build(case)
+    req = to_middle(sim, router, rng)
+    n = len(sim.requests)
+    for f in (sim.view.fork(), sim.view.fork(None)):
+        assert f.current_request.id == req.id and len(f.requests) == req.id + 1    # nothing after req
+        with pytest.raises(DistLLMError, match=f"request {req.id} was neither committed nor rejected"):
+            f.next_request()                            # the documented pending-request rule
+        route_one(f, router, rng, f.current_request)
+        later = []
+        while (q := f.next_request()) is not None:
+            later.append(q.id)
+            route_one(f, router, rng, q)
+        assert later == []                              # no arrivals after now, true or invented
+        recs = f.finished_records()
+        assert len(recs) == req.id + 1 and all(r.status in ("completed", "rejected") for r in recs)
+    assert len(sim.requests) == n and sim.current_request is req and sim.records[req.id] is None
+
+
+def test_documented_fork_example_predicts_the_real_completion():
+    """Analytic engine: a committed session's completion is fixed at commit, so the completion the
+    documented router reads in its fork for the chain it picks is exactly the real run's -- and that
+    chain is the earliest-finishing of the candidates."""
+    ns = documented_example()
+    assert ns["res"].summary["num_requests"] == 20
+    sim, _, rng = build("analytic")
+    peek = ns["PeekRouter"]()
+    predicted, checked = {}, 0
+    while (req := sim.next_request()) is not None:
+        view = sim.view
+        chains = [r for r, _ in view.k_cheapest(req.client, 3, view.static_cost(req), req.client_blocks)]
+        route = peek.route(req, view, rng)
+        if len(chains) > 1:          # recompute the fork completions independently of the router
+            future = [replace(req, arrival_s=view.now_s + 1.0 + k) for k in range(2)]
+            done = {}
+            for k, c in enumerate(chains):
+                rec = view.fork(future).commit(req, c)
+                if rec.status == "completed":
+                    done[k] = rec.completion_s
+            k = chains.index(route)
+            assert done and done[k] == min(done.values())
+            predicted[req.id] = done[k]
+        sim.commit(req, route)
+    recs = sim.finished_records()
+    for i, t in predicted.items():
+        assert recs[i].completion_s == t
+        checked += 1
+    assert checked >= 10
+    assert len(recs) == 60 and all(r.status in ("completed", "rejected") for r in recs)

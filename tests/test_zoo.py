@@ -162,7 +162,7 @@ def test_from_zoo_and_unknown_names(trained):
     d, _, _ = trained
     router = LearnedRouter.from_zoo(NAME, zoo_dir=d)
     assert router.name == f"learned:{NAME}" and router.model.env_id == "distllm/RequestRouting-v0"
-    with pytest.raises(ScenarioError, match=r"--model.*trained on distllm/RequestRouting-v0"):
+    with pytest.raises(ScenarioError, match=r"^model: .*trained on distllm/RequestRouting-v0"):
         LearnedPlacement.from_zoo(NAME, zoo_dir=d)
     with pytest.raises(ScenarioError) as exc:
         LearnedRouter.from_zoo("no-such", zoo_dir=d)
@@ -322,3 +322,106 @@ def test_zoo_models_ship_in_the_wheel():
     pats = cfg["package-data"]["distllm_env.agents.zoo"]
     assert {"*.yml", "*.zip", "*.json"} <= set(pats)
     assert zoo.ZOO_DIR == ROOT / "agents" / "zoo"
+
+
+# -- new-user findings (issue 13 polish) -------------------------------------------------------------------
+
+
+def test_train_zoo_into_zoo_dir_then_list_and_evaluate_from_it(tmp_path, monkeypatch, capsys):
+    """``train --zoo NAME --zoo-dir D`` writes D/NAME.zip (not the working directory); ``zoo list`` then shows
+    it with its size, first (search order); ``evaluate --zoo-dir D`` finds it; a second run says it overwrote."""
+    d = tmp_path / "myzoo"
+    d.mkdir()
+    (d / f"{NAME}.yml").write_text(RECIPE)
+    monkeypatch.chdir(tmp_path)
+    assert main(["zoo", "list", "--zoo-dir", str(d), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["name"] == NAME and rows[0]["size_bytes"] is None      # own directory first, not trained yet
+    assert [r["name"] for r in rows[1:]] == sorted(r["name"] for r in rows[1:])
+    assert main(["evaluate", "--model", f"zoo:{NAME}", "--zoo-dir", str(d), "--seeds", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"--model: recipe '{NAME}' has no trained model" in err
+    assert f"distllm-env train --zoo {NAME} --zoo-dir {d}" in err
+    assert main(["train", "--zoo", NAME, "--zoo-dir", str(d), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert (d / f"{NAME}.zip").is_file() and (d / f"{NAME}.json").is_file() and not (tmp_path / f"{NAME}.zip").exists()
+    assert f"wrote {d / NAME}.zip" in out and "not the best" in out and "overwrote" not in out
+    assert main(["zoo", "list", "--zoo-dir", str(d), "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["name"] == NAME and row["size_bytes"] == (d / f"{NAME}.zip").stat().st_size
+    assert main(["evaluate", "--model", f"zoo:{NAME}", "--zoo-dir", str(d), "--seeds", "1", "--policies", "ws-rr",
+                 "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["meta"]["model"]["model"] == str(d / f"{NAME}.zip")
+    assert main(["train", "--zoo", NAME, "--zoo-dir", str(d), "--no-progress"]) == 0
+    assert f"overwrote {d / NAME}.zip" in capsys.readouterr().out
+
+
+def test_shipped_recipe_without_model_says_how_to_train_it(capsys):
+    """``swarm-clustered-churn`` ships as a recipe only: the API error names the field ``model`` (not a CLI
+    flag) and says how to train it; the CLI keeps ``--model``."""
+    from distllm_env.agents import LearnedRouter
+
+    assert "swarm-clustered-churn" in zoo.recipes() and "swarm-clustered-churn" not in zoo.models()
+    with pytest.raises(ScenarioError) as exc:
+        LearnedRouter.from_zoo("swarm-clustered-churn")
+    assert exc.value.path == "model"
+    assert "recipe 'swarm-clustered-churn' has no trained model" in str(exc.value)
+    assert "distllm-env train --zoo swarm-clustered-churn --zoo-dir DIR" in str(exc.value)
+    with pytest.raises(ScenarioError) as exc:
+        LearnedRouter.from_zoo("placement-sessions")       # a placement model
+    assert exc.value.path == "model" and "not on a RequestRouting env" in str(exc.value)
+    assert main(["evaluate", "--model", "zoo:swarm-clustered-churn", "--seeds", "1"]) == 2
+    assert "--model: recipe 'swarm-clustered-churn' has no trained model" in capsys.readouterr().err
+
+
+def test_train_output_names_rounding_time_limit_and_extra_files(tmp_path, capsys):
+    base = ["train", "--env", "distllm/RequestRouting-Tiny-v0", "--algo", "ppo", "--no-progress",
+            "--hyperparams", "n_steps=64", "batch_size=64", "n_epochs=1", "n_envs=1"]
+    assert main(base + ["--timesteps", "10", "--out", str(tmp_path / "a.zip")]) == 0
+    out = capsys.readouterr().out
+    assert "for 64 steps (10 asked, rounded up to whole rollouts of n_steps × n_envs = 64 steps)" in out
+    assert read_sidecar(tmp_path / "a.zip")["timesteps"] == 64
+    assert main(base + ["--timesteps", "640", "--time-limit", "1e-9", "--out", str(tmp_path / "b.zip"),
+                        "--checkpoint-freq", "1", "--format", "json"]) == 0
+    js = json.loads(capsys.readouterr().out)
+    assert js["stopped_by_time_limit"] is True and js["requested_timesteps"] == 640 and js["timesteps"] < 640
+    assert js["checkpoint_dir"] == str(tmp_path / "b_checkpoints") and js["best_model"] is None
+    assert main(base + ["--timesteps", "640", "--time-limit", "1e-9", "--out", str(tmp_path / "b.zip"),
+                        "--checkpoint-freq", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(stopped by time limit after " in out and " of 640 steps)" in out
+    assert f"overwrote {tmp_path / 'b.zip'}" in out and f"{tmp_path / 'b_checkpoints'}/" in out
+
+
+def test_plain_flattened_model_without_sidecar(tmp_path, capsys):
+    """A plain SB3 model trained behind gymnasium's FlattenObservation: found among the candidates, or named
+    explicitly (``wrappers=`` / ``--wrapper``); a wrong explicit list is refused with the difference."""
+    import gymnasium as gym
+    import torch
+    from gymnasium.wrappers import FlattenObservation
+    from stable_baselines3 import PPO
+
+    from distllm_env.agents import LearnedModel, LearnedRouter
+
+    env_id = "distllm/RequestRouting-Tiny-v0"
+    torch.set_num_threads(1)
+    env = FlattenObservation(gym.make(f"distllm_env:{env_id}"))
+    PPO("MlpPolicy", env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(64).save(tmp_path / "f.zip")
+    flat = [{"path": "gymnasium.wrappers:FlattenObservation", "kwargs": {}}]
+    assert LearnedModel(tmp_path / "f.zip", env_id=env_id).sidecar["wrappers"] == flat
+    lm = LearnedModel(tmp_path / "f.zip", env_id=env_id, wrappers=["gymnasium.wrappers.FlattenObservation"])
+    assert lm.sidecar["wrappers"] == flat
+    obs, _ = lm.make_env().reset(seed=10_000)
+    assert obs.shape == lm.model.observation_space.shape
+    with pytest.raises(ModelMismatchError, match=r"with wrappers \[\]: space: Box vs Dict"):
+        LearnedModel(tmp_path / "f.zip", env_id=env_id, wrappers=[])
+    with pytest.raises(ScenarioError, match=r"^wrappers\.0: 'mymod:W' is not in the allow-list"):
+        LearnedRouter.load(tmp_path / "f.zip", env_id=env_id, wrappers=["mymod.W"])
+    with pytest.raises(ScenarioError, match=r"^wrappers: only for a plain SB3 zip"):
+        LearnedModel(tmp_path / "f.zip", wrappers=["gymnasium.wrappers.FlattenObservation"])
+    assert main(["evaluate", "--model", str(tmp_path / "f.zip"), "--env", env_id, "--wrapper",
+                 "gymnasium.wrappers.FlattenObservation", "--seeds", "1", "--policies", "ws-rr", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["meta"]["model"]["env_id"] == env_id
+    assert main(["evaluate", "--model", str(tmp_path / "f.zip"), "--env", env_id, "--wrapper", "mymod.W",
+                 "--seeds", "1"]) == 2
+    assert "--wrapper.0: 'mymod:W' is not in the allow-list" in capsys.readouterr().err

@@ -103,7 +103,7 @@ def load_recipe(path: str | Path, name: str | None = None) -> Recipe:
 
     path = Path(path)
     if not path.is_file():
-        raise ScenarioError("--recipe", f"recipe file {str(path)!r} does not exist")
+        raise ScenarioError("recipe", f"recipe file {str(path)!r} does not exist")
     data = load_yaml_file(path)
     where = path.name
     if not isinstance(data, dict):
@@ -170,7 +170,16 @@ def models(zoo_dir: "str | Path | Sequence[str | Path] | None" = None) -> dict[s
 
 
 def names(zoo_dir: "str | Path | Sequence[str | Path] | None" = None) -> list[str]:
-    return sorted(set(recipes(zoo_dir)) | set(models(zoo_dir)))
+    """Every zoo name in search order: the names of the first directory of :func:`zoo_dirs` (sorted),
+    then the new names of the next one, and so on (a name's place is that of the first directory
+    holding its recipe or model)."""
+    recs, mods = recipes(zoo_dir), models(zoo_dir)
+    rank = {d.resolve(): i for i, d in enumerate(zoo_dirs(zoo_dir))}
+
+    def first_dir(name: str) -> int:
+        return min(rank.get(p.parent.resolve(), len(rank)) for p in (recs.get(name), mods.get(name)) if p is not None)
+
+    return sorted(set(recs) | set(mods), key=lambda n: (first_dir(n), n))
 
 
 def _unknown(kind: str, name: str, known: Iterable[str], flag: str, zoo_dir: "str | Path | Sequence[str | Path] | None") -> ScenarioError:
@@ -179,7 +188,7 @@ def _unknown(kind: str, name: str, known: Iterable[str], flag: str, zoo_dir: "st
                                f" (zoo directories: {', '.join(str(d) for d in zoo_dirs(zoo_dir))})")
 
 
-def find_recipe(spec: str | Path, zoo_dir: "str | Path | Sequence[str | Path] | None" = None, flag: str = "--recipe") -> Recipe:
+def find_recipe(spec: str | Path, zoo_dir: "str | Path | Sequence[str | Path] | None" = None, flag: str = "recipe") -> Recipe:
     """The recipe ``spec``: an existing ``.yml`` file, or a zoo name (``NAME``, ``zoo/NAME`` or ``zoo:NAME``).
 
     Raises:
@@ -198,27 +207,52 @@ def find_recipe(spec: str | Path, zoo_dir: "str | Path | Sequence[str | Path] | 
     return load_recipe(found[name], name)
 
 
-def model_path(name: str, zoo_dir: "str | Path | Sequence[str | Path] | None" = None, flag: str = "--model") -> Path:
+def model_path(name: str, zoo_dir: "str | Path | Sequence[str | Path] | None" = None, flag: str = "model") -> Path:
     """The shipped (or overriding) model ``NAME.zip``.
 
     Raises:
-        ScenarioError: (path ``flag``) no model of that name (the message lists the known ones)."""
+        ScenarioError: (path ``flag``: ``model`` in Python, ``--model`` in the CLI) a recipe without a
+            trained model (the message says how to train it), or no zoo name at all (the message lists
+            the known models)."""
     name = str(name).removeprefix(MODEL_PREFIX)
     found = models(zoo_dir)
     if name not in found:
+        recs = recipes(zoo_dir)
+        if name in recs:
+            where = recs[name].parent
+            if where.resolve() == ZOO_DIR.resolve():
+                how = f"distllm-env train --zoo {name} --zoo-dir DIR, then use DIR as a zoo directory"
+            else:
+                how = f"distllm-env train --zoo {name} --zoo-dir {where}"
+            raise ScenarioError(flag, f"recipe {name!r} has no trained model (train it with {how})")
         raise _unknown("model", name, found, flag, zoo_dir)
     return found[name]
 
 
-def resolve_model(spec: str | Path, zoo_dir: "str | Path | Sequence[str | Path] | None" = None) -> Path:
+def resolve_model(spec: str | Path, zoo_dir: "str | Path | Sequence[str | Path] | None" = None,
+                  flag: str = "model") -> Path:
     """``zoo:NAME`` → :func:`model_path`; anything else → ``Path(spec)``."""
     if isinstance(spec, str) and spec.startswith(MODEL_PREFIX):
-        return model_path(spec, zoo_dir)
+        return model_path(spec, zoo_dir, flag)
     return Path(spec)
 
 
+def default_model_out(recipe: Recipe, zoo_dir: "str | Path | Sequence[str | Path] | None" = None) -> Path:
+    """Where ``train --zoo NAME`` writes ``NAME.zip`` without ``--out``: into the first ``zoo_dir``
+    when one is given (so the model is found there next time); else next to the recipe when that lies
+    in a directory of :data:`ZOO_DIR_ENV`; else ``NAME.zip`` in the working directory (never into the
+    installed package)."""
+    fname = f"{recipe.name}.zip"
+    if zoo_dir is not None:
+        return zoo_dirs(zoo_dir)[0] / fname
+    if recipe.path.parent.resolve() != ZOO_DIR.resolve() and \
+            any(d.resolve() == recipe.path.parent.resolve() for d in zoo_dirs(None)[:-1]):
+        return recipe.path.parent / fname
+    return Path(fname)
+
+
 def entries(zoo_dir: "str | Path | Sequence[str | Path] | None" = None) -> list[dict]:
-    """One row per zoo name: ``name``, ``env_id``, ``scenario``, ``algo``, ``timesteps``, ``seed``,
+    """One row per zoo name, in search order (:func:`names`): ``name``, ``env_id``, ``scenario``, ``algo``, ``timesteps``, ``seed``,
     ``description``, ``model`` (path or None), ``size_bytes`` (the model's .zip, or None) and ``recipe``
     (path or None).  The sidecar supplies what a model without a recipe lacks.
 
@@ -251,5 +285,5 @@ def entries(zoo_dir: "str | Path | Sequence[str | Path] | None" = None) -> list[
     return rows
 
 
-__all__ = ["MODEL_PREFIX", "Recipe", "ZOO_DIR", "ZOO_DIR_ENV", "entries", "find_recipe", "load_recipe", "model_path",
+__all__ = ["MODEL_PREFIX", "Recipe", "ZOO_DIR", "ZOO_DIR_ENV", "default_model_out", "entries", "find_recipe", "load_recipe", "model_path",
            "models", "names", "recipes", "resolve_model", "zoo_dirs"]

@@ -7,7 +7,7 @@ writes ``models/routing.zip`` and the sidecar ``models/routing.json`` (docs/cont
 
     distllm-env train --zoo NAME              (or --recipe zoo/NAME, or --recipe my_recipe.yml)
 
-trains exactly the zoo recipe ``NAME`` (docs/agents.md "The agent zoo") and writes ``NAME.zip`` (or
+trains exactly the zoo recipe ``NAME`` (docs/agents.md "The agent zoo") and writes ``NAME.zip`` (into ``--zoo-dir`` when given, else here; or
 ``--out``) with its sidecar; options that would change what is learned are refused with a recipe.  SB3 and torch
 are imported only when the command runs.  ``--backend rllib`` trains with Ray RLlib instead
 (``pip install 'distllm-env[rllib]'``).
@@ -33,16 +33,20 @@ def register(sub) -> None:
                      help="train exactly a zoo recipe: a zoo name (NAME or zoo/NAME) or a recipe file")
     rec.add_argument("--zoo", default=None, metavar="NAME", help="same as --recipe zoo/NAME")
     p.add_argument("--zoo-dir", default=None, metavar="DIR",
-                   help="zoo directory searched before $DISTLLM_ENV_ZOO_DIR and the shipped zoo")
+                   help="zoo directory searched before $DISTLLM_ENV_ZOO_DIR and the shipped zoo; with --zoo/--recipe "
+                        "and no --out, NAME.zip and NAME.json are written into it")
     p.add_argument("--scenario", default=None, help="preset name or YAML path (default: the id's own scenario)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field (repeatable)")
     p.add_argument("--algo", default=None, choices=("ppo", "maskable_ppo", "a2c", "dqn"),
                    help="algorithm (default maskable_ppo)")
-    p.add_argument("--timesteps", type=int, default=None, help="environment steps (default: the YAML's n_timesteps)")
+    p.add_argument("--timesteps", type=int, default=None,
+                   help="environment steps (default: the YAML's n_timesteps); PPO, MaskablePPO and A2C round it up to "
+                        "whole rollouts of n_steps × n_envs")
     p.add_argument("--out", default=None, metavar="PATH.zip",
                    help="model file (.zip); the sidecar PATH.json is written next to it (rllib: a checkpoint directory "
-                        "PATH without .zip); missing parent folders are created (default with a recipe: NAME.zip)")
+                        "PATH without .zip); missing parent folders are created (default with a recipe: NAME.zip in "
+                        "--zoo-dir when given, else in the working directory)")
     p.add_argument("--seed", type=int, default=None, help="training seed in [0, 10000) (default 0)")
     p.add_argument("--conf-file", default=None, help="hyper-parameter YAML (default: the shipped agents/<algo>.yml)")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE",
@@ -134,13 +138,27 @@ def _run_recipe(args: argparse.Namespace) -> int:
     if args.backend != "sb3":
         raise ScenarioError("--backend", "zoo recipes train with the sb3 back-end")
     from ..agents.train import train_recipe
+    from ..agents.zoo import find_recipe
 
     spec = args.recipe if args.recipe else f"zoo/{args.zoo}"
-    res = train_recipe(spec, args.out, zoo_dir=args.zoo_dir, vec_env=args.vec_env, progress_bar=not args.no_progress,
+    rec = find_recipe(spec, args.zoo_dir, "--recipe" if args.recipe else "--zoo")
+    res = train_recipe(rec, args.out, zoo_dir=args.zoo_dir, vec_env=args.vec_env, progress_bar=not args.no_progress,
                        tensorboard_log=args.tensorboard, checkpoint_freq=args.checkpoint_freq,
                        eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, num_threads=args.threads,
                        verbose=args.verbose, time_limit_s=args.time_limit, allow_imports=args.allow_import)
     return _report(args, res)
+
+
+def _steps_text(res) -> str:
+    """``N steps``, saying why N differs from the steps asked for: stopped by ``--time-limit``, or
+    rounded up to whole rollouts (``n_steps`` × ``n_envs``) by an on-policy algorithm."""
+    done, asked = int(res.timesteps), int(getattr(res, "requested_timesteps", 0) or 0)
+    if getattr(res, "stopped_by_time_limit", False):
+        return f"(stopped by time limit after {done} of {asked} steps)"
+    rollout = getattr(res, "rollout_steps", None)
+    if asked and done > asked and rollout:
+        return f"for {done} steps ({asked} asked, rounded up to whole rollouts of n_steps × n_envs = {rollout} steps)"
+    return f"for {done} steps"
 
 
 def _report(args: argparse.Namespace, res) -> int:
@@ -148,13 +166,23 @@ def _report(args: argparse.Namespace, res) -> int:
                "algo": res.sidecar["algo"], "backend": res.sidecar["backend"], "timesteps": res.timesteps,
                "training_time_s": round(res.training_time_s, 2), "scenario": res.sidecar.get("scenario_name"),
                "scenario_hash": res.sidecar.get("scenario_hash"), "seed": res.sidecar["seed"],
-               "recipe": (res.sidecar.get("recipe") or {}).get("name")}
+               "recipe": (res.sidecar.get("recipe") or {}).get("name"),
+               "requested_timesteps": getattr(res, "requested_timesteps", None),
+               "stopped_by_time_limit": getattr(res, "stopped_by_time_limit", False),
+               "overwrote": getattr(res, "overwrote", False),
+               "checkpoint_dir": str(res.checkpoint_dir) if getattr(res, "checkpoint_dir", None) else None,
+               "best_model": str(res.best_model_path) if getattr(res, "best_model_path", None) else None}
     if args.format == "json":
         print_json(summary)
     else:
         print(f"trained {summary['algo']} ({summary['backend']}) on {summary['env_id']} / {summary['scenario']} "
-              f"({summary['scenario_hash']}) for {summary['timesteps']} steps in {summary['training_time_s']:.1f} s "
+              f"({summary['scenario_hash']}) {_steps_text(res)} in {summary['training_time_s']:.1f} s "
               f"(seed {summary['seed']})")
-        print(f"wrote {summary['model']} and {summary['sidecar']}")
+        print(f"{'overwrote' if getattr(res, 'overwrote', False) else 'wrote'} {summary['model']} and "
+              f"{summary['sidecar']} (the model at the last step, not the best one)")
+        if getattr(res, "checkpoint_dir", None):
+            print(f"wrote checkpoints (each with its sidecar) in {res.checkpoint_dir}/")
+        if getattr(res, "best_model_path", None):
+            print(f"wrote the best model of the validation evaluations: {res.best_model_path} (with its sidecar)")
     sys.stdout.flush()
     return 0

@@ -2,7 +2,7 @@
 
     distllm-env zoo list [--format json] [--zoo-dir DIR]
 
-One row per name: env id, scenario, algorithm, timesteps, seed, the model file's size (``-`` for a
+One row per name, in search order (the first zoo directory's names first): env id, scenario, algorithm, timesteps, seed, the model file's size (``-`` for a
 recipe not yet trained into the zoo) and the recipe's description.  Zoo directories: ``--zoo-dir``,
 then ``$DISTLLM_ENV_ZOO_DIR``, then the shipped one (:mod:`distllm_env.agents.zoo`).  Nothing heavier
 than the recipe YAML and the sidecar JSON is read (torch and SB3 are not imported).
@@ -47,5 +47,6 @@ def _list(args: argparse.Namespace) -> int:
               "description": r["description"][:60] + ("…" if len(r["description"]) > 60 else "")} for r in rows]
     print(format_table(table))
     if any(r["model"] is None for r in rows):
-        print("(size '-': a recipe without a shipped model; train it with 'distllm-env train --zoo NAME')")
+        print("(size '-': a recipe without a shipped model; train it with 'distllm-env train --zoo NAME "
+              "--zoo-dir DIR', which writes the model into DIR)")
     return 0
