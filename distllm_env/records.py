@@ -117,7 +117,14 @@ def check_deferral(current: "object | None", request: "object", until_s: float, 
     """Check a deferral (both engines' ``defer``): ``request`` must be the request being routed
     (``current``) and ``until_s`` a finite time ≥ ``now_s`` (s).  Raises :class:`DistLLMError` naming
     what is wrong."""
-    if current is None or getattr(request, "id", None) != getattr(current, "id", None):
-        raise DistLLMError(f"request {getattr(request, 'id', request)} is not the request being routed")
+    check_current_request(current, request)
     if not (math.isfinite(until_s) and until_s >= now_s):
         raise DistLLMError(f"defer until {until_s!r}: expected a finite time ≥ now ({now_s} s)")
+
+
+def check_current_request(current: "object | None", request: "object") -> None:
+    """Raise :class:`DistLLMError` unless ``request`` is the request being routed (``current``), for
+    both engines' ``commit`` / ``reject`` / ``defer``."""
+    if current is None or getattr(request, "id", None) != getattr(current, "id", None):
+        raise DistLLMError(f"request {getattr(request, 'id', request)} is not the request being routed "
+                           f"({None if current is None else getattr(current, 'id', current)})")

@@ -42,7 +42,7 @@ from .chains import Route, check_route
 from .errors import DistLLMError, RouteError
 from .instance import Instance
 from .placement import PlacementResult, run_kv_capacity_bytes
-from .records import (check_deferral, REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome,  # noqa: F401
+from .records import (check_current_request, check_deferral, REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome,  # noqa: F401
                       RequestRecord, check_record, rejected_record)
 from .perf import decode_hop_cost_s, prefill_comm_s, prefill_hop_cost_s, service_time_s
 from .reservations import make_book, start_with_backoff
@@ -267,9 +267,7 @@ class Simulation:
         return rec
 
     def _check_current(self, request: Request) -> None:
-        if self.current_request is None or request.id != self.current_request.id:
-            raise DistLLMError(f"request {request.id} is not the request being routed "
-                               f"({None if self.current_request is None else self.current_request.id})")
+        check_current_request(self.current_request, request)
 
     def apply_split(self, part: ClientPart) -> Request:
         """Apply a split decision to the request being routed (before routing it): the client runs

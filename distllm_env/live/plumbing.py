@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..chains import Route
 from ..errors import DistLLMError
-from ..records import ClientPart, RequestRecord, check_deferral, check_record, rejected_record
+from ..records import ClientPart, RequestRecord, check_current_request, check_deferral, check_record, rejected_record
 from ..workload import Request
 from .event_kinds import ARRIVAL
 from .sessions import DONE
@@ -52,9 +52,7 @@ class ControlMixin:
         return rec
 
     def _check_current(self, request: Request) -> None:
-        if self.current_request is None or request.id != self.current_request.id:
-            raise DistLLMError(f"request {request.id} is not the request being routed "
-                               f"({None if self.current_request is None else self.current_request.id})")
+        check_current_request(self.current_request, request)
 
     def apply_split(self, part: ClientPart) -> Request:
         """As :meth:`Simulation.apply_split`."""
