@@ -14,7 +14,7 @@ import numpy as np
 
 from .catalog import Calibration, DeviceSpec, GpuSpec, ModelSpec
 from .errors import ScenarioError
-from .perf import prefill_comm_s, token_cost_s
+from .perf import decode_hop_cost_s, prefill_comm_s, prefill_hop_cost_s, service_time_s, token_cost_s
 from .rng import generators, seed_streams
 from .scenario import (ClientSampler, ClusteredTopologySpec, GeoTopologySpec, RepetitaTopologySpec, Scenario,
                        ServerSampler, load_scenario)
@@ -125,6 +125,18 @@ class Instance:
         if servers is None:
             return self.prefill_slope_s * prompt_tokens + self.prefill_intercept_s
         return self.prefill_slope_s[servers] * prompt_tokens + self.prefill_intercept_s[servers]
+
+    def chain_times_s(self, client: int, servers: np.ndarray, blocks: np.ndarray, prompt_tokens: int,
+                      output_tokens: int) -> tuple[float, float]:
+        """(first-token offset, service time) in seconds of a request of ``client`` served alone on the
+        chain ``servers`` (int array, shape (H,)) hosting ``blocks`` (m per hop, shape (H,)), client-side
+        blocks excluded: Σ_hops prefill hop cost, and that plus (l_out − 1) decode steps (docs/model.md
+        §4.3, arXiv 2512.21884 eq. (3)).  The one place both engines evaluate a chain (bit-identical)."""
+        prefill_comm = prefill_comm_s(self.rtt_s[client, servers], self.prefill_overhead_slope_s,
+                                      self.prefill_overhead_intercept_s, prompt_tokens)
+        prefill_hops = prefill_hop_cost_s(prefill_comm, self.tau_prefill_s(prompt_tokens, servers), blocks)
+        decode_hops = decode_hop_cost_s(self.token_cost_s[client, servers], self.tau_decode_s[servers], blocks)
+        return float(np.sum(prefill_hops)), service_time_s(prefill_hops, decode_hops, output_tokens)
 
     def derived_calibrations(self) -> list[str]:
         """Names of the derived (model, GPU) pairs this instance uses."""

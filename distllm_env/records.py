@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .chains import Route
-from .errors import DistLLMError
+from .chains import Route, check_route
+from .errors import DistLLMError, RouteError
 
 
 #: Reasons a committed route is recorded as rejected by the simulator itself.
@@ -128,3 +128,18 @@ def check_current_request(current: "object | None", request: "object") -> None:
     if current is None or getattr(request, "id", None) != getattr(current, "id", None):
         raise DistLLMError(f"request {getattr(request, 'id', request)} is not the request being routed "
                            f"({None if current is None else getattr(current, 'id', current)})")
+
+
+def checked_commit(sim, request, route) -> "RequestRecord | None":
+    """The checks both engines' ``commit`` make first: ``request`` is the request being routed
+    (:class:`DistLLMError` otherwise), ``route`` is a :class:`~distllm_env.chains.Route`
+    (:class:`~distllm_env.errors.RouteError` otherwise) that satisfies the placement
+    (:func:`~distllm_env.chains.check_route`, Lemma 1).  Returns the ``rejected`` record (reason
+    ``unreachable``) when a hop's server cannot be reached from the client, else ``None``."""
+    sim._check_current(request)
+    if not isinstance(route, Route):
+        raise RouteError(f"routing policy returned {type(route).__name__}, expected a Route")
+    check_route(sim.placement, route, request.client_blocks)
+    if not sim.reachable(request.client, [h.server for h in route.hops]):
+        return sim.reject(request, REJECT_UNREACHABLE, route=route)
+    return None

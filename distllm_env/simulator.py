@@ -38,13 +38,12 @@ from typing import ClassVar, Sequence, Union
 
 import numpy as np
 
-from .chains import Route, check_route
-from .errors import DistLLMError, RouteError
+from .chains import Route
+from .errors import DistLLMError
 from .instance import Instance
 from .placement import PlacementResult, run_kv_capacity_bytes
-from .records import (check_current_request, check_deferral, REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome,  # noqa: F401
+from .records import (checked_commit, check_current_request, check_deferral, REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome,  # noqa: F401
                       RequestRecord, check_record, rejected_record)
-from .perf import decode_hop_cost_s, prefill_comm_s, prefill_hop_cost_s, service_time_s
 from .reservations import make_book, start_with_backoff
 from .view import ClusterView
 from .workload import Request
@@ -164,15 +163,10 @@ class Simulation:
         ``start_s`` is ``None`` if the chain can never fit).  Commits nothing.  The route is not
         checked here (:meth:`commit` checks it); times may be non-finite for an unreachable hop."""
         inst = self.instance
-        c = request.client
         servers = np.fromiter((h.server for h in route.hops), dtype=np.int64, count=len(route.hops))
         blocks = np.fromiter((h.blocks for h in route.hops), dtype=np.int64, count=len(route.hops))
-        prefill_comm = prefill_comm_s(inst.rtt_s[c, servers], inst.prefill_overhead_slope_s,
-                                      inst.prefill_overhead_intercept_s, request.prompt_tokens)
-        prefill_hops = prefill_hop_cost_s(prefill_comm, inst.tau_prefill_s(request.prompt_tokens, servers), blocks)
-        decode_hops = decode_hop_cost_s(inst.token_cost_s[c, servers], inst.tau_decode_s[servers], blocks)
-        first_token = float(np.sum(prefill_hops))
-        service = service_time_s(prefill_hops, decode_hops, request.output_tokens)
+        first_token, service = inst.chain_times_s(request.client, servers, blocks, request.prompt_tokens,
+                                                  request.output_tokens)
         part = self._client_parts.get(request.id)
         if part is not None and request.client_blocks:
             first_token += part.prefill_s
@@ -221,12 +215,9 @@ class Simulation:
         ``non_finite_time`` if any evaluated time is not finite.  Raises :class:`RouteError` if
         ``route`` is not a :class:`Route` or violates the placement (Lemma 1), and
         :class:`DistLLMError` if ``request`` is not the request being routed."""
-        self._check_current(request)
-        if not isinstance(route, Route):
-            raise RouteError(f"routing policy returned {type(route).__name__}, expected a Route")
-        check_route(self.placement, route, request.client_blocks)
-        if not self.reachable(request.client, [h.server for h in route.hops]):
-            return self.reject(request, REJECT_UNREACHABLE, route=route)
+        refused = checked_commit(self, request, route)
+        if refused is not None:
+            return refused
         out = self.evaluate(request, route)
         if not out.feasible:
             return self.reject(request, REJECT_MEMORY, route=route)

@@ -84,3 +84,27 @@ def reference_sessions(inst, requests, routes, lead_s: float) -> list[RefSession
             comp_decode=[float(inst.tau_decode_s[h.server] * h.blocks) for h in route.hops],
             tokens=r.output_tokens, lead_s=lead_s))
     return out
+
+
+def drive_churn_checked(sim, router, rng):
+    """Route every request of a churn simulation ``sim`` with ``router`` and check, before each
+    decision, that no server's memory is over-committed, that ``used_bytes`` equals what its holders
+    hold, that a down server holds nothing, and that the router offers only servers that are up.
+    A ``NoFeasibleChain`` (every chain broken while servers are down) is recorded as a rejection.
+    Returns ``sim.finished_records()``."""
+    cap = sim.capacity_bytes
+    while (req := sim.next_request()) is not None:
+        for j in range(len(cap)):
+            held = sum(sim.sessions[sid].need_bytes[h] for sid, h in sim.holders[j].items())
+            assert 0 <= sim.used_bytes[j] == held <= cap[j]
+            if sim.state[j] == 2:                        # DOWN: holds nothing
+                assert sim.used_bytes[j] == 0
+        try:
+            route = router.route(req, sim.view, rng)
+        except Exception as exc:                         # NoFeasibleChain while servers are down
+            assert type(exc).__name__ == "NoFeasibleChain"
+            sim.reject(req, "no_feasible_chain")
+            continue
+        assert all(sim.state[x.server] == 0 for x in route.hops)   # routers see only servers up
+        sim.commit(req, route)
+    return sim.finished_records()

@@ -21,7 +21,7 @@ from distllm_env.scenario import load_scenario
 from distllm_env.simulator import new_simulation
 from distllm_env.workload import Request
 
-from live_helpers import instance_and_placement, tiny_spec
+from live_helpers import drive_churn_checked, instance_and_placement, tiny_spec
 
 #: blocks 4-7 on server 1 only
 ONE_TAIL = Placement(starts=(0, 4, 0, 0), counts=(4, 4, 4, 4), num_blocks=8)
@@ -193,22 +193,7 @@ def run_checked(case):
     router = resolve_routing("shortest", sc)
     rng = generators(seed_streams(case["seed"])["policy"], 2)[1]
     sim.set_failover_router(router, rng)
-    cap = sim.capacity_bytes
-    while (req := sim.next_request()) is not None:
-        for j in range(inst.num_servers):
-            held = sum(sim.sessions[sid].need_bytes[h] for sid, h in sim.holders[j].items())
-            assert 0 <= sim.used_bytes[j] == held <= cap[j]
-            if sim.state[j] == 2:                        # DOWN: holds nothing
-                assert sim.used_bytes[j] == 0
-        try:
-            route = router.route(req, sim.view, rng)
-        except Exception as exc:                         # NoFeasibleChain while servers are down
-            assert type(exc).__name__ == "NoFeasibleChain"
-            sim.reject(req, "no_feasible_chain")
-            continue
-        assert all(sim.state[x.server] == 0 for x in route.hops)   # routers see only servers up
-        sim.commit(req, route)
-    return sim, sim.finished_records()
+    return sim, drive_churn_checked(sim, router, rng)
 
 
 @settings(max_examples=20, deadline=None)

@@ -22,7 +22,7 @@ from distllm_env.scenario.churn_section import draw_period_s
 from distllm_env.simulator import new_simulation
 from distllm_env.workload import Request
 
-from live_helpers import instance_and_placement, tiny_spec
+from live_helpers import drive_churn_checked, instance_and_placement, tiny_spec
 
 #: blocks 0-3 on servers 0 and 3, blocks 4-7 on servers 1 and 2 (server 2 replaces server 1)
 TWO_CHAINS = Placement(starts=(0, 4, 4, 0), counts=(4, 4, 4, 4), num_blocks=8)
@@ -223,23 +223,8 @@ def run_checked(case):
     router = resolve_routing(case["routing"], sc)
     rng = generators(seed_streams(case["seed"])["policy"], 2)[1]
     sim.set_failover_router(router, rng)
-    cap = sim.capacity_bytes
-    while (req := sim.next_request()) is not None:
-        # memory: never over-committed, and equal to what the holders hold
-        for j in range(inst.num_servers):
-            held = sum(sim.sessions[sid].need_bytes[h] for sid, h in sim.holders[j].items())
-            assert 0 <= sim.used_bytes[j] == held <= cap[j]
-            if sim.state[j] == 2:                        # DOWN: holds nothing
-                assert sim.used_bytes[j] == 0
-        try:
-            route = router.route(req, sim.view, rng)
-        except Exception as exc:                         # NoFeasibleChain while servers are down
-            assert type(exc).__name__ == "NoFeasibleChain"
-            sim.reject(req, "no_feasible_chain")
-            continue
-        sim.commit(req, route)
-    records = sim.finished_records()
-    return sim, records
+    # memory never over-committed, equal to what the holders hold; routers offer only servers up
+    return sim, drive_churn_checked(sim, router, rng)
 
 
 @settings(max_examples=25, deadline=None)

@@ -324,12 +324,7 @@ class ChurnSimulation(FailoverMixin, LiveSimulation):
 
     # -- stepping --------------------------------------------------------------------------------------
     def _admit(self, t, s):
-        s.start_s = t
-        for h, (j, need) in enumerate(zip(s.servers, s.need_bytes)):
-            self.used_bytes[j] += need
-            self.holders[j][s.rid] = h
-        self.active_sessions += 1
-        self.max_active_sessions = max(self.max_active_sessions, self.active_sessions)
+        self._reserve_kv(t, s)
         s.state = PREFILL
         if self._serial:           # lower bound of its completion (live/fastforward.py)
             self._bound_end(t + s.lead_s + s.static_first_s + (s.tokens - 1) * s.static_token_s, s.rid)

@@ -32,12 +32,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..chains import Route, check_route
-from ..errors import DistLLMError, RouteError
+from ..chains import Route
+from ..errors import DistLLMError
 from ..instance import Instance
 from ..reservations import make_book, start_with_backoff
 from ..placement import PlacementResult, run_kv_capacity_bytes
-from ..records import REJECT_MEMORY, REJECT_NON_FINITE, REJECT_UNREACHABLE, ClientPart, Outcome, RequestRecord
+from ..records import REJECT_MEMORY, REJECT_NON_FINITE, ClientPart, checked_commit, Outcome, RequestRecord
 from ..view import ClusterView
 from ..workload import Request
 from ..perf import hop_compute_s, prefill_comm_s
@@ -249,12 +249,9 @@ class LiveSimulation(SteppingMixin, ControlMixin):
         a ``pending`` record (predicted times) or a ``rejected`` one
         (``unreachable``, ``insufficient_memory``, ``non_finite_time``).  Raises :class:`RouteError`
         for an invalid route, :class:`DistLLMError` if ``request`` is not the request being routed."""
-        self._check_current(request)
-        if not isinstance(route, Route):
-            raise RouteError(f"routing policy returned {type(route).__name__}, expected a Route")
-        check_route(self.placement, route, request.client_blocks)
-        if not self.reachable(request.client, [h.server for h in route.hops]):
-            return self.reject(request, REJECT_UNREACHABLE, route=route)
+        refused = checked_commit(self, request, route)
+        if refused is not None:
+            return refused
         true = self._true[request.id]
         s = self._session(true, route)
         if any(need > self.capacity_bytes[j] for j, need in s.hops):
@@ -298,13 +295,18 @@ class LiveSimulation(SteppingMixin, ControlMixin):
         """Examine every server's admission-queue head at ``t`` (:class:`PerServerFifo`)."""
         self.admission.examine_all(t)
 
-    def _admit(self, t: float, s: Session) -> None:
+    def _reserve_kv(self, t: float, s: Session) -> None:
+        """Admit ``s`` at ``t``: reserve its KV cache on every hop and count it active (both engines'
+        ``_admit``; :meth:`_release` undoes it)."""
         s.start_s = t
         for h, (j, need) in enumerate(zip(s.servers, s.need_bytes)):
             self.used_bytes[j] += need
             self.holders[j][s.rid] = h
         self.active_sessions += 1
         self.max_active_sessions = max(self.max_active_sessions, self.active_sessions)
+
+    def _admit(self, t: float, s: Session) -> None:
+        self._reserve_kv(t, s)
         if self.server_model == "independent":     # times fixed at commit (_commit_independent)
             s.done_tokens, s.last_token_s, s.state = 1, s.first_token_s, DECODE
             self._push(s.completion_s, END, s.rid, 0)

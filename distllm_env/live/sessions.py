@@ -15,7 +15,7 @@ from bisect import bisect_left, bisect_right
 
 import numpy as np
 
-from ..perf import decode_hop_cost_s, hop_compute_s, prefill_comm_s, prefill_hop_cost_s, service_time_s
+from ..perf import hop_compute_s, prefill_comm_s
 from ..reservations import wait_for
 
 WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
@@ -104,15 +104,8 @@ def build_session(inst, request, route, part, lead_s: float) -> Session:
 def closed_form(inst, s: Session, request) -> tuple[float, float]:
     """(first-token offset, service time) of ``s`` at ``request.output_tokens``, computed exactly as
     the analytic engine does (docs/model.md §4.3; same operations, so bit-identical)."""
-    c = request.client
-    servers = np.asarray(s.servers, dtype=np.int64)
-    blocks = np.asarray(s.blocks, dtype=np.int64)
-    prefill_comm = prefill_comm_s(inst.rtt_s[c, servers], inst.prefill_overhead_slope_s,
-                                  inst.prefill_overhead_intercept_s, request.prompt_tokens)
-    prefill_hops = prefill_hop_cost_s(prefill_comm, inst.tau_prefill_s(request.prompt_tokens, servers), blocks)
-    decode_hops = decode_hop_cost_s(inst.token_cost_s[c, servers], inst.tau_decode_s[servers], blocks)
-    first = float(np.sum(prefill_hops))
-    service = service_time_s(prefill_hops, decode_hops, s.tokens)
+    first, service = inst.chain_times_s(request.client, np.asarray(s.servers, dtype=np.int64),
+                                        np.asarray(s.blocks, dtype=np.int64), request.prompt_tokens, s.tokens)
     if s.client_prefill_s or s.client_token_s:
         first += s.client_prefill_s
         service += s.client_prefill_s + (s.tokens - 1) * s.client_token_s
